@@ -1,0 +1,283 @@
+"""Frontends: 16 kHz audio in, one feature vector per hop out, the same streaming or batched.
+
+A frontend is the frozen part of a model: the spectrogram and, for the pretrained bases,
+the base network. The trainer computes features of whole clips with :meth:`Frontend.transform`;
+the daemon feeds the microphone through :meth:`Frontend.push` a chunk at a time. Both give the
+same vectors for the same audio (a test holds them to it), so what was trained is what runs.
+
+Feature ``k`` of a stream (counting from 0 after :meth:`Frontend.reset`) covers the samples
+``[end - receptive_samples, end)`` where ``end = first_end + k * hop_samples``.
+
+Three frontends, chosen by the bundle's ``frontend.name``:
+
+- ``speech``: openWakeWord's log-mel model (32 bins per 10 ms) and Google's speech embedding
+  (one 96-d vector per 80 ms over 76 frames, 775 ms).
+- ``sounds``: YAMNet's 1024-d embedding (its global-average-pool layer) of 0.975 s windows.
+- ``none``: a log-mel spectrogram computed in numpy (40 bins per 10 ms), no third-party weights.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from device.audiofile import SAMPLE_RATE
+from device.errors import BundleError
+from device.runtime import load_interpreter
+
+
+class Frontend(ABC):
+    """Turns 16 kHz mono float32 audio in [-1, 1] into feature vectors, incrementally."""
+
+    name: str
+    hop_samples: int
+    receptive_samples: int
+    feature_shape: tuple[int, ...]
+
+    def __init__(self) -> None:
+        self._pending = np.zeros(0, dtype=np.float32)
+        self.features_emitted = 0
+
+    @property
+    def first_end(self) -> int:
+        """Sample index just past the span of the first feature."""
+        return self.receptive_samples
+
+    def feature_end(self, index: int) -> int:
+        """Sample index just past the span of feature ``index``."""
+        return self.first_end + index * self.hop_samples
+
+    def reset(self) -> None:
+        """Forget all audio: the next sample pushed is sample 0 of a new stream."""
+        self._pending = np.zeros(0, dtype=np.float32)
+        self.features_emitted = 0
+
+    def push(self, samples: np.ndarray) -> np.ndarray:
+        """Features completed by these samples, shape ``[n, *feature_shape]`` (``n`` may be 0)."""
+        self._pending = np.concatenate([self._pending, np.asarray(samples, dtype=np.float32)])
+        out = self._consume()
+        self.features_emitted += len(out)
+        return out
+
+    def transform(self, samples: np.ndarray) -> np.ndarray:
+        """Features of a whole clip from a fresh state; equal to ``reset()`` then ``push(samples)``."""
+        self.reset()
+        return self.push(samples)
+
+    def params(self) -> dict[str, Any]:
+        """What the manifest records so the device rebuilds this exact frontend."""
+        return {
+            "name": self.name,
+            "hop_samples": self.hop_samples,
+            "receptive_samples": self.receptive_samples,
+            "feature_shape": list(self.feature_shape),
+        }
+
+    @abstractmethod
+    def _consume(self) -> np.ndarray:
+        """Turn as much of ``self._pending`` as possible into features, keeping what is still needed."""
+
+
+class LogMelFrontend(Frontend):
+    """Log-mel spectrogram in numpy: 25 ms Hann windows every 10 ms, 40 mel bands, 20 Hz-7.6 kHz."""
+
+    name = "none"
+
+    def __init__(self, *, n_mels: int = 40, win_samples: int = 400, hop_samples: int = 160,
+                 n_fft: int = 512, fmin: float = 20.0, fmax: float = 7600.0) -> None:
+        super().__init__()
+        self.hop_samples = hop_samples
+        self.receptive_samples = win_samples
+        self.feature_shape = (n_mels,)
+        self.n_fft = n_fft
+        self.fmin, self.fmax = fmin, fmax
+        self._window = np.hanning(win_samples + 2)[1:-1].astype(np.float32)
+        self._filters = mel_filterbank(n_mels=n_mels, n_fft=n_fft, fmin=fmin, fmax=fmax)
+
+    def params(self) -> dict[str, Any]:
+        return {**super().params(), "n_fft": self.n_fft, "fmin": self.fmin, "fmax": self.fmax}
+
+    def _consume(self) -> np.ndarray:
+        win, hop = self.receptive_samples, self.hop_samples
+        n = (len(self._pending) - win) // hop + 1 if len(self._pending) >= win else 0
+        if n <= 0:
+            return np.zeros((0, *self.feature_shape), dtype=np.float32)
+        idx = np.arange(win)[None, :] + hop * np.arange(n)[:, None]
+        frames = self._pending[idx] * self._window
+        power = np.abs(np.fft.rfft(frames, n=self.n_fft, axis=1)) ** 2
+        self._pending = self._pending[n * hop:]
+        return np.log(power @ self._filters.T + 1e-6).astype(np.float32)
+
+
+def mel_filterbank(*, n_mels: int, n_fft: int, fmin: float, fmax: float,
+                   sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Triangular HTK-mel filters, shape ``[n_mels, n_fft // 2 + 1]``."""
+
+    def hz_to_mel(hz: np.ndarray | float) -> np.ndarray:
+        return 2595.0 * np.log10(1.0 + np.asarray(hz) / 700.0)
+
+    def mel_to_hz(mel: np.ndarray) -> np.ndarray:
+        return 700.0 * (10.0 ** (mel / 2595.0) - 1.0)
+
+    bins = np.linspace(0, sample_rate / 2, n_fft // 2 + 1)
+    edges = mel_to_hz(np.linspace(hz_to_mel(fmin), hz_to_mel(fmax), n_mels + 2))
+    lower, centre, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
+    rising = (bins[None, :] - lower) / (centre - lower)
+    falling = (upper - bins[None, :]) / (upper - centre)
+    return np.maximum(0.0, np.minimum(rising, falling)).astype(np.float32)
+
+
+class SpeechFrontend(Frontend):
+    """openWakeWord's mel model then Google's speech embedding: one 96-d vector per 80 ms.
+
+    The mel model is always run on 1760 samples (1280 new + 480 of overlap), which yields
+    exactly 8 frames, so its input never has to be resized while streaming; an embedding is
+    taken over the last 76 frames each time the frame count reaches a multiple of 8.
+    """
+
+    name = "speech"
+    MEL_WINDOW = 640
+    MEL_HOP = 160
+    FRAMES_PER_EMBEDDING = 76
+    FRAMES_PER_HOP = 8
+    CHUNK = FRAMES_PER_HOP * MEL_HOP  # 1280 new samples -> 8 mel frames
+    OVERLAP = MEL_WINDOW - MEL_HOP  # 480
+
+    def __init__(self, *, mel_model: Path, embedding_model: Path) -> None:
+        super().__init__()
+        self.hop_samples = self.CHUNK
+        self.feature_shape = (96,)
+        # The first embedding is taken at 80 frames (the first multiple of 8 >= 76).
+        first_frames = -(-self.FRAMES_PER_EMBEDDING // self.FRAMES_PER_HOP) * self.FRAMES_PER_HOP
+        self._first_frames = first_frames
+        self.receptive_samples = (self.FRAMES_PER_EMBEDDING - 1) * self.MEL_HOP + self.MEL_WINDOW
+        self._first_end = (first_frames - 1) * self.MEL_HOP + self.MEL_WINDOW
+        self._mel = load_interpreter(mel_model)
+        self._mel_size = 0
+        self._embedding = load_interpreter(embedding_model)
+        self._embedding_batch = 0
+        self._frames = np.zeros((0, 32), dtype=np.float32)
+        self._frame_count = 0
+
+    @property
+    def first_end(self) -> int:
+        return self._first_end
+
+    def reset(self) -> None:
+        super().reset()
+        self._frames = np.zeros((0, 32), dtype=np.float32)
+        self._frame_count = 0
+
+    def _run_mel(self, samples: np.ndarray) -> np.ndarray:
+        if len(samples) != self._mel_size:
+            self._mel.resize_tensor_input(self._mel.get_input_details()[0]["index"], [1, len(samples)])
+            self._mel.allocate_tensors()
+            self._mel_size = len(samples)
+        self._mel.set_tensor(self._mel.get_input_details()[0]["index"], (samples * 32767.0)[None, :])
+        self._mel.invoke()
+        mel = self._mel.get_tensor(self._mel.get_output_details()[0]["index"])[0, 0]
+        return mel / 10.0 + 2.0  # openWakeWord's rescaling before the embedding
+
+    def _run_embedding(self, windows: np.ndarray) -> np.ndarray:
+        if len(windows) != self._embedding_batch:
+            self._embedding.resize_tensor_input(
+                self._embedding.get_input_details()[0]["index"], [len(windows), 76, 32, 1]
+            )
+            self._embedding.allocate_tensors()
+            self._embedding_batch = len(windows)
+        self._embedding.set_tensor(self._embedding.get_input_details()[0]["index"], windows[..., None])
+        self._embedding.invoke()
+        out = self._embedding.get_tensor(self._embedding.get_output_details()[0]["index"])
+        return out.reshape(len(windows), 96).copy()
+
+    def _consume(self) -> np.ndarray:
+        # Whole groups of 8 frames only: after the first 640 samples every 160 make a frame.
+        groups = max(0, (len(self._pending) - self.OVERLAP) // self.CHUNK)
+        if groups == 0:
+            return np.zeros((0, 96), dtype=np.float32)
+        span = groups * self.CHUNK + self.OVERLAP
+        mel = self._run_mel(self._pending[:span].astype(np.float32))
+        self._pending = self._pending[groups * self.CHUNK:]
+        frames = np.concatenate([self._frames, mel])
+        old_count = self._frame_count
+        self._frame_count += len(mel)
+        ends = [
+            end for end in range(old_count + self.FRAMES_PER_HOP, self._frame_count + 1, self.FRAMES_PER_HOP)
+            if end >= self._first_frames
+        ]
+        base = self._frame_count - len(frames)  # frame index of frames[0]
+        self._frames = frames[-(self.FRAMES_PER_EMBEDDING - self.FRAMES_PER_HOP):]
+        if not ends:
+            return np.zeros((0, 96), dtype=np.float32)
+        windows = np.stack([frames[e - base - self.FRAMES_PER_EMBEDDING:e - base] for e in ends])
+        return self._run_embedding(windows.astype(np.float32))
+
+
+class SoundsFrontend(Frontend):
+    """YAMNet's 1024-d embedding of each 0.975 s window, one every ``hop_samples`` (0.3 s by default)."""
+
+    name = "sounds"
+    WINDOW = 15600
+    EMBEDDING_TENSOR = "global_average_pooling2d/Mean"
+
+    def __init__(self, *, yamnet_model: Path, hop_samples: int = 4800) -> None:
+        super().__init__()
+        self.hop_samples = hop_samples
+        self.receptive_samples = self.WINDOW
+        self.feature_shape = (1024,)
+        self._net = load_interpreter(yamnet_model, preserve_all_tensors=True)
+        self._net.allocate_tensors()
+        self._input = self._net.get_input_details()[0]["index"]
+        matches = [
+            d["index"] for d in self._net.get_tensor_details()
+            if self.EMBEDDING_TENSOR in d["name"] and tuple(d["shape"]) == (1, 1024)
+        ]
+        if not matches:
+            raise BundleError(f"{yamnet_model}: no 1024-d embedding layer found; is this YAMNet?")
+        self._embedding_index = matches[0]
+        self._seen = 0
+
+    def reset(self) -> None:
+        super().reset()
+        self._seen = 0
+
+    def _consume(self) -> np.ndarray:
+        out = []
+        while len(self._pending) >= self.WINDOW:
+            self._net.set_tensor(self._input, self._pending[: self.WINDOW].astype(np.float32))
+            self._net.invoke()
+            out.append(self._net.get_tensor(self._embedding_index).reshape(1024).copy())
+            self._pending = self._pending[self.hop_samples:]
+        if not out:
+            return np.zeros((0, 1024), dtype=np.float32)
+        return np.stack(out)
+
+
+def build_frontend(params: Mapping[str, Any], base_files: Mapping[str, Path]) -> Frontend:
+    """The frontend a manifest describes, its base files already located and verified."""
+    name = params.get("name")
+    try:
+        if name == "speech":
+            return SpeechFrontend(
+                mel_model=base_files["melspectrogram.tflite"],
+                embedding_model=base_files["embedding_model.tflite"],
+            )
+        if name == "sounds":
+            return SoundsFrontend(yamnet_model=base_files["yamnet.tflite"],
+                                  hop_samples=int(params.get("hop_samples", 4800)))
+        if name == "none":
+            return LogMelFrontend(
+                n_mels=int(params.get("feature_shape", [40])[0]),
+                win_samples=int(params.get("receptive_samples", 400)),
+                hop_samples=int(params.get("hop_samples", 160)),
+                n_fft=int(params.get("n_fft", 512)),
+                fmin=float(params.get("fmin", 20.0)),
+                fmax=float(params.get("fmax", 7600.0)),
+            )
+    except KeyError as err:
+        raise BundleError(f"frontend {name!r} needs base file {err.args[0]}") from None
+    raise BundleError(f"unknown frontend {name!r}")
