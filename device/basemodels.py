@@ -19,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from tqdm import tqdm
+
 from device.errors import BaseModelError
 
 OPENWAKEWORD_LICENCE = (
@@ -88,6 +90,61 @@ def _say(message: str) -> None:
     print(message, file=sys.stderr)
 
 
+def download_verified(
+    url: str,
+    target: Path,
+    *,
+    sha256: str,
+    official_url: str,
+    licence: str,
+    say: Callable[[str], None] = _say,
+    timeout_s: float = 60.0,
+) -> Path:
+    """Download ``url`` to ``target`` atomically, keeping it only if its sha256 is ``sha256``.
+
+    The licence is shown before the download; every failure is a :class:`BaseModelError`
+    that says which file to put where, for machines that cannot reach the address.
+    """
+    name = target.name
+    folder = target.parent
+    where = f"put {name} (sha256 {sha256}) at {target}, from {official_url}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise BaseModelError(f"cannot create the model cache {folder}: {err.strerror}; {where}") from None
+    say(f"hark: downloading {name} from {url}")
+    say(f"hark: licence of {name}: {licence}")
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=folder)
+    except OSError as err:
+        raise BaseModelError(f"cannot write to the model cache {folder}: {err.strerror}; {where}") from None
+    tmp = Path(tmp_name)
+    try:
+        digest = hashlib.sha256()
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout_s) as response:
+            total = int(response.headers.get("Content-Length") or 0) or None
+            with tqdm(total=total, unit="B", unit_scale=True, desc=name, disable=total is None or total < 1 << 22,
+                      file=sys.stderr) as bar:
+                for block in iter(lambda: response.read(1 << 16), b""):
+                    digest.update(block)
+                    out.write(block)
+                    bar.update(len(block))
+            out.flush()
+            os.fsync(out.fileno())
+        if digest.hexdigest() != sha256:
+            raise BaseModelError(
+                f"{name} downloaded from {url} has sha256 {digest.hexdigest()}, expected {sha256}; "
+                f"not used. {where[0].upper()}{where[1:]}"
+            )
+        os.replace(tmp, target)
+    except (urllib.error.URLError, OSError, ValueError) as err:
+        reason = getattr(err, "reason", None) or getattr(err, "strerror", None) or err
+        raise BaseModelError(f"cannot download {name} from {url} ({reason}); {where}") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
+
+
 def fetch(
     name: str,
     *,
@@ -105,43 +162,11 @@ def fetch(
         spec = BASE_FILES[name]
     except KeyError:
         raise BaseModelError(f"unknown base file {name!r}") from None
-    folder = directory or cache_dir()
-    target = folder / name
+    target = (directory or cache_dir()) / name
     if target.is_file() and sha256_of(target) == spec.sha256:
         return target
-    source = url or spec.url
-    where = f"put {name} (sha256 {spec.sha256}) at {target}, from {spec.url}"
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise BaseModelError(f"cannot create the model cache {folder}: {err.strerror}; {where}") from None
-    say(f"hark: downloading {name} from {source}")
-    say(f"hark: licence of {name}: {spec.licence}")
-    try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=folder)
-    except OSError as err:
-        raise BaseModelError(f"cannot write to the model cache {folder}: {err.strerror}; {where}") from None
-    tmp = Path(tmp_name)
-    try:
-        digest = hashlib.sha256()
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(source, timeout=timeout_s) as response:
-            for block in iter(lambda: response.read(1 << 16), b""):
-                digest.update(block)
-                out.write(block)
-            out.flush()
-            os.fsync(out.fileno())
-        if digest.hexdigest() != spec.sha256:
-            raise BaseModelError(
-                f"{name} downloaded from {source} has sha256 {digest.hexdigest()}, expected {spec.sha256}; "
-                f"not used. {where[0].upper()}{where[1:]}"
-            )
-        os.replace(tmp, target)
-    except (urllib.error.URLError, OSError, ValueError) as err:
-        reason = getattr(err, "reason", None) or getattr(err, "strerror", None) or err
-        raise BaseModelError(f"cannot download {name} from {source} ({reason}); {where}") from None
-    finally:
-        tmp.unlink(missing_ok=True)
-    return target
+    return download_verified(url or spec.url, target, sha256=spec.sha256, official_url=spec.url,
+                             licence=spec.licence, say=say, timeout_s=timeout_s)
 
 
 def fetch_base(base: str, **kwargs: object) -> dict[str, Path]:

@@ -16,6 +16,7 @@ os.environ.setdefault("HARK_CACHE_DIR", str(SHARED / "models"))
 pytest_plugins = [
     "tests.fixtures.models",
     "tests.fixtures.broker",
+    "tests.fixtures.pulse",
 ]
 
 

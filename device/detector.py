@@ -1,0 +1,155 @@
+"""From a stream of head scores to detections: smoothing, thresholds and a refractory period.
+
+The head gives one probability per label every ``stride`` features. A single window can spike
+on a fragment of another word, so each class's score is first averaged over its last
+``smoothing`` head outputs (a moving average, as openWakeWord and Porcupine-style detectors do).
+A class fires when its smoothed score reaches its threshold, at that moment (the rising edge,
+not the peak: waiting for the peak would add latency). It fires again only once its score has
+fallen below the threshold *and* its refractory period has passed: a sound stays in the head's
+window for as long as the window spans (1-2 s), and its score stays high all that time, so a
+period alone would fire a long sound twice; the re-arming rule makes one utterance (or one
+continuous sound) one detection, and the period keeps a flickering score from firing bursts.
+
+The manifest's ``detection`` section gives the defaults the trainer calibrated:
+``thresholds`` (per class), ``smoothing`` (head outputs averaged, an int or per class) and
+``refractory_s`` (seconds, a number or per class). Callers (the config) may override any.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from device.errors import HarkError
+from device.labels import BACKGROUND
+
+DEFAULT_THRESHOLD = 0.5
+DEFAULT_SMOOTHING = 1
+DEFAULT_REFRACTORY_S = 1.0
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One detection: the class, its smoothed score when it fired, and the stream time in seconds."""
+
+    label: str
+    score: float
+    time_s: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"label": self.label, "score": round(self.score, 4), "time_s": round(self.time_s, 3)}
+
+
+def _per_class(value: Any, classes: Sequence[str], default: float, what: str, *, low: float,
+               high: float | None = None) -> dict[str, float]:
+    """``value`` (a number, or a mapping of class to number) as a full per-class dict, checked."""
+    if value is None:
+        out = dict.fromkeys(classes, float(default))
+    elif isinstance(value, Mapping):
+        unknown = sorted(set(value) - set(classes))
+        if unknown:
+            raise HarkError(f"{what}: unknown class {unknown[0]!r}; the model's classes are {', '.join(classes)}")
+        out = {c: float(value.get(c, default)) for c in classes}
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        out = dict.fromkeys(classes, float(value))
+    else:
+        raise HarkError(f"{what}: expected a number or a mapping of class to number, not {value!r}")
+    for c, v in out.items():
+        if not np.isfinite(v) or v < low or (high is not None and v > high):
+            bound = f"between {low} and {high}" if high is not None else f"at least {low}"
+            raise HarkError(f"{what}: {c} = {v} is out of range (must be {bound})")
+    return out
+
+
+@dataclass(frozen=True)
+class DetectorSettings:
+    """Per-class thresholds, smoothing (head outputs averaged) and refractory periods (s)."""
+
+    thresholds: Mapping[str, float]
+    smoothing: Mapping[str, int]
+    refractory_s: Mapping[str, float]
+
+    @classmethod
+    def resolve(cls, classes: Sequence[str], manifest_detection: Mapping[str, Any] | None = None, *,
+                thresholds: Mapping[str, float] | float | None = None,
+                smoothing: Mapping[str, int] | int | None = None,
+                refractory_s: Mapping[str, float] | float | None = None) -> DetectorSettings:
+        """The manifest's values, each overridden (per class or for all) by the caller's where given."""
+        det = dict(manifest_detection or {})
+        base_thr = _per_class(det.get("thresholds"), classes, DEFAULT_THRESHOLD, "manifest detection.thresholds",
+                              low=0.0, high=1.0)
+        base_smooth = _per_class(det.get("smoothing"), classes, DEFAULT_SMOOTHING, "manifest detection.smoothing",
+                                 low=1)
+        base_refr = _per_class(det.get("refractory_s"), classes, DEFAULT_REFRACTORY_S,
+                               "manifest detection.refractory_s", low=0.0)
+
+        def over(base: dict[str, float], value: Any, what: str, **bounds: float) -> dict[str, float]:
+            if value is None:
+                return base
+            if isinstance(value, Mapping):
+                given = _per_class(value, classes, 0.0, what, **bounds)
+                return {c: given[c] if c in value else base[c] for c in classes}
+            return _per_class(value, classes, 0.0, what, **bounds)
+
+        return cls(
+            thresholds=over(base_thr, thresholds, "detection thresholds", low=0.0, high=1.0),
+            smoothing={c: max(1, round(v)) for c, v in over(base_smooth, smoothing, "detection smoothing",
+                                                             low=1).items()},
+            refractory_s=over(base_refr, refractory_s, "detection refractory_s", low=0.0),
+        )
+
+
+class Detector:
+    """Turns successive score vectors (one per head output, in ``labels`` order) into detections."""
+
+    def __init__(self, labels: Sequence[str], settings: DetectorSettings) -> None:
+        self.labels = list(labels)
+        self.settings = settings
+        self.classes = [label for label in self.labels if label != BACKGROUND]
+        self._class_index = np.array([self.labels.index(c) for c in self.classes], dtype=np.int64)
+        self._thresholds = np.array([settings.thresholds[c] for c in self.classes])
+        self._refractory = np.array([settings.refractory_s[c] for c in self.classes])
+        self._smoothing = np.array([settings.smoothing[c] for c in self.classes], dtype=np.int64)
+        self._history = max(1, int(self._smoothing.max(initial=1)))
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget past scores and refractory periods (a new stream)."""
+        self._recent = np.zeros((self._history, len(self.labels)))
+        self._filled = 0
+        self._pos = 0
+        self._quiet_until = np.full(len(self.classes), -np.inf)
+        self._armed = np.ones(len(self.classes), dtype=bool)
+        self.last_scores: dict[str, float] = dict.fromkeys(self.labels, 0.0)
+
+    def update(self, scores: np.ndarray, time_s: float) -> list[Detection]:
+        """Take one head output (probabilities per label) stamped ``time_s``; the detections it completes."""
+        self._recent[self._pos] = scores
+        self._pos = (self._pos + 1) % self._history
+        self._filled = min(self._filled + 1, self._history)
+        # Average each class over its own last ``smoothing`` outputs (fewer at the very start).
+        order = (self._pos - 1 - np.arange(self._history)) % self._history  # newest first
+        ordered = self._recent[order[: self._filled]]
+        cumulative = np.cumsum(ordered, axis=0)
+        smooth = np.empty(len(self.labels))
+        n_bg = min(self._filled, self._history)
+        smooth[:] = cumulative[n_bg - 1] / n_bg
+        counts = np.minimum(self._smoothing, self._filled)
+        smooth[self._class_index] = cumulative[counts - 1, self._class_index] / counts
+        self.last_scores = {label: float(smooth[i]) for i, label in enumerate(self.labels)}
+        class_scores = smooth[self._class_index]
+        above = class_scores >= self._thresholds
+        self._armed |= ~above
+        ready = above & self._armed & (time_s >= self._quiet_until)
+        if not ready.any():
+            return []
+        # Two classes crossing together: keep the one furthest above its threshold (one sound, one label).
+        margin = np.where(ready, class_scores / np.maximum(self._thresholds, 1e-9), -np.inf)
+        best = int(np.argmax(margin))
+        # Every class that fired is held off, so the runner-up does not fire a moment later on the same sound.
+        self._quiet_until[ready] = time_s + self._refractory[ready]
+        self._armed[ready] = False
+        return [Detection(label=self.classes[best], score=float(class_scores[best]), time_s=float(time_s))]

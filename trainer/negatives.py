@@ -1,0 +1,172 @@
+"""The generic negative bank: many people saying other things, and everyday sounds.
+
+A few clips of a word and some background do not tell a head what the word is *not*; without
+negatives it fires on "smart mirror" for "marvin". Every training adds windows from this bank
+as background (unless ``--no-negatives``). The bank's audio comes from:
+
+- ``$HARK_NEGATIVES`` (folders separated by ``os.pathsep``), searched recursively: tests and CI
+  point it at ``../shared/data/real/speech`` and ``../shared/data/real/esc10``; users may add
+  their own recordings of the radio, the TV, the household;
+- otherwise the official sources below, downloaded once with pinned hashes and unpacked into
+  the cache (``$HARK_CACHE_DIR/negatives``).
+
+Features are computed once per frontend and cached (``$HARK_FEATURE_CACHE``, default
+``~/.cache/hark/features``), keyed by the frontend's parameters and the list of files, so the
+next training pays nothing for them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tarfile
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from device.audiofile import SAMPLE_RATE, find_audio, read_audio
+from device.basemodels import cache_dir, download_verified
+from device.errors import AudioError, HarkError
+from device.frontend import Frontend
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class NegativeSource:
+    """A public recording collection the bank is built from, with its pinned archive hash."""
+
+    name: str
+    url: str
+    sha256: str
+    licence: str
+    suffixes: tuple[str, ...]
+    max_files: int
+
+
+GENERIC_SOURCES: tuple[NegativeSource, ...] = (
+    NegativeSource(
+        name="librispeech-dev-clean",
+        url="https://www.openslr.org/resources/12/dev-clean.tar.gz",
+        sha256="76f87d090650617fca0cac8f88b9416e0ebf80350acb97b343a85fa903728ab3",
+        licence="LibriSpeech (V. Panayotov et al., from LibriVox) is CC BY 4.0.",
+        suffixes=(".flac",),
+        max_files=1200,
+    ),
+)
+
+MAX_CLIP_S = 10.0
+
+
+def feature_cache_dir() -> Path:
+    env = os.environ.get("HARK_FEATURE_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "hark" / "features"
+
+
+def _spread(items: list[Path], count: int) -> list[Path]:
+    """``count`` items taken evenly across a sorted list (so across speakers and classes)."""
+    if len(items) <= count:
+        return items
+    picks = np.linspace(0, len(items) - 1, count).round().astype(int)
+    return [items[i] for i in picks]
+
+
+def ensure_source(source: NegativeSource, *, root: Path | None = None) -> Path:
+    """The unpacked folder of ``source``, downloading and unpacking it on first use."""
+    folder = (root or cache_dir() / "negatives") / source.name
+    done = folder / ".complete"
+    if done.is_file():
+        return folder
+    archive = download_verified(source.url, folder.parent / f"{source.name}.tar.gz", sha256=source.sha256,
+                                official_url=source.url, licence=source.licence)
+    folder.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(archive) as tar:
+        members = sorted((m for m in tar.getmembers() if m.isfile() and m.name.lower().endswith(source.suffixes)),
+                         key=lambda m: m.name)
+        for member in tqdm(_spread(members, source.max_files), desc=f"unpacking {source.name}", unit="file"):
+            # Flattened, sanitised names: nothing from the archive decides where a file is written.
+            safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in member.name.replace("/", "__"))
+            extracted = tar.extractfile(member)
+            if extracted is not None:
+                (folder / safe.lstrip(".")).write_bytes(extracted.read())
+    archive.unlink(missing_ok=True)
+    done.write_text(source.url + "\n")
+    return folder
+
+
+def negative_dirs() -> list[Path]:
+    """Where the bank's audio is: ``$HARK_NEGATIVES`` or the unpacked official sources."""
+    env = os.environ.get("HARK_NEGATIVES")
+    if env:
+        dirs = [Path(p).expanduser() for p in env.split(os.pathsep) if p]
+        missing = [str(d) for d in dirs if not d.is_dir()]
+        if missing:
+            raise HarkError(f"HARK_NEGATIVES: no such folder {', '.join(missing)}")
+        return dirs
+    return [ensure_source(source) for source in GENERIC_SOURCES]
+
+
+def bank_files(dirs: Iterable[Path], *, max_files: int) -> list[Path]:
+    """The bank's clips: at most ``max_files``, spread evenly over the sorted list."""
+    return _spread(find_audio(sorted(dirs)), max_files)
+
+
+def _cache_key(frontend: Frontend, files: list[Path]) -> str:
+    listing = [(str(p.resolve()), p.stat().st_size) for p in files]
+    blob = json.dumps({"frontend": frontend.params(), "files": listing, "max_clip_s": MAX_CLIP_S}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+def bank_features(frontend: Frontend, *, dirs: Iterable[Path] | None = None, max_files: int = 1200,
+                  progress: bool = True) -> list[np.ndarray]:
+    """Feature sequences ``[n_i, *feature_shape]`` of the bank's clips, computed once and cached.
+
+    Every window of every sequence is a negative. Unreadable files are skipped with a warning.
+    """
+    files = bank_files(negative_dirs() if dirs is None else dirs, max_files=max_files)
+    if not files:
+        raise HarkError("the negative bank is empty: no audio files under " + ", ".join(map(str, dirs or [])))
+    cache = feature_cache_dir() / f"negatives-{frontend.name}-{_cache_key(frontend, files)}.npz"
+    if cache.is_file():
+        try:
+            with np.load(cache) as stored:
+                return [stored[k] for k in sorted(stored.files, key=int)]
+        except (OSError, ValueError, KeyError) as err:
+            log.warning("%s: unreadable feature cache (%s); computing again", cache, err)
+    sequences: list[np.ndarray] = []
+    limit = int(MAX_CLIP_S * SAMPLE_RATE)
+    for path in tqdm(files, desc=f"negative bank ({frontend.name})", unit="clip", disable=not progress):
+        try:
+            samples = read_audio(path)
+        except AudioError as err:
+            log.warning("skipped: %s", err)
+            continue
+        features = frontend.transform(samples[:limit])
+        if len(features):
+            sequences.append(features.astype(np.float32))
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".negatives-", suffix=".npz", dir=cache.parent)
+        with os.fdopen(fd, "wb") as out:
+            np.savez(out, **{str(i): s for i, s in enumerate(sequences)})
+        os.replace(tmp, cache)
+    except OSError as err:
+        log.warning("cannot cache negative-bank features in %s (%s); they will be computed again", cache.parent, err)
+    return sequences
+
+
+def bank_windows(sequences: list[np.ndarray], *, window: int, stride: int, limit: int,
+                 rng: np.random.Generator) -> np.ndarray:
+    """Up to ``limit`` head windows drawn evenly at random from the bank's sequences."""
+    index = [(i, s) for i, seq in enumerate(sequences) for s in range(0, len(seq) - window + 1, stride)]
+    if not index:
+        shape = sequences[0].shape[1:] if sequences else ()
+        return np.zeros((0, window, *shape), np.float32)
+    chosen = rng.choice(len(index), size=min(limit, len(index)), replace=False)
+    return np.stack([sequences[index[c][0]][index[c][1]:index[c][1] + window] for c in sorted(chosen)])

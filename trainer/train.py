@@ -1,0 +1,408 @@
+"""``hark train``: a dataset folder in, a verified model bundle out.
+
+Steps: check the dataset (the same check as ``hark dataset check``), pick the base, hold out a
+stratified validation share of each class's clips (and the last fifth of each background
+recording), compute features of the clips and of augmented copies (background mixed in at a
+random SNR, gain, sub-hop shifts), fit the head with class-balanced weights and early stopping,
+choose per-class thresholds on the validation clips, refit on all clips for the epoch count
+validation chose, export the head to TFLite and write the bundle and its report.
+
+Validation is scored the way ``hark classify`` scores a clip (the best window of the padded
+clip), so the accuracy in the manifest is the accuracy users see.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from device import __version__
+from device.audiofile import SAMPLE_RATE
+from device.basemodels import BASE_FILES, fetch_base
+from device.bundle import write_bundle
+from device.dataset import Clip, Dataset, check_dataset
+from device.frontend import Frontend, build_frontend
+from device.labels import BACKGROUND
+from trainer import features as F
+
+TRAINER_VERSION = __version__
+VALIDATION_SHARE = 0.25
+MAX_EPOCHS = 80
+PATIENCE = 10
+BATCH = 64
+# Augmented copies per clip: enough that a class has about TARGET_COPIES examples in all.
+TARGET_COPIES = 48
+BACKGROUND_SEGMENT_S = 30.0
+GROUP_S = 3.0  # background is scored in pieces this long, like clips
+
+
+@dataclass
+class Split:
+    """Windows and labels for fitting, and whole clips (as windows) for clip-level scoring."""
+
+    x: list[np.ndarray] = field(default_factory=list)
+    y: list[np.ndarray] = field(default_factory=list)
+    groups: list[tuple[int, np.ndarray, str]] = field(default_factory=list)  # (label index, windows, name)
+
+    def add(self, windows: np.ndarray, label: int) -> None:
+        if len(windows):
+            self.x.append(windows)
+            self.y.append(np.full(len(windows), label, np.int64))
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        return np.concatenate(self.x), np.concatenate(self.y)
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    base: str = "auto"
+    seed: int = 0
+    report: bool = True
+    negatives: bool = True
+    progress: bool = True
+
+
+def choose_base(dataset: Dataset, requested: str) -> tuple[str, str]:
+    """The base to train on and why. ``auto``: speech for word-length clips, sounds for longer ones.
+
+    A clip of spoken words is rarely longer than 3.5 s while recordings of everyday sounds are
+    usually longer; cross-validating the bases (issue 7) will replace this rule.
+    """
+    if requested != "auto":
+        return requested, "chosen with --base"
+    durations = [c.duration_s for label in dataset.labels for c in dataset.usable(label)]
+    median = float(np.median(durations)) if durations else 0.0
+    if median <= 3.5:
+        return "speech", f"auto: median clip {median:.1f} s, word-length, so the speech base"
+    return "sounds", f"auto: median clip {median:.1f} s, longer than a word, so the sounds base"
+
+
+def stratified_split(clips: list[Clip], rng: np.random.Generator) -> tuple[list[Clip], list[Clip]]:
+    order = rng.permutation(len(clips))
+    n_val = max(1, int(round(VALIDATION_SHARE * len(clips))))
+    val = {int(i) for i in order[:n_val]}
+    return [c for i, c in enumerate(clips) if i not in val], [c for i, c in enumerate(clips) if i in val]
+
+
+class Extractor:
+    """Turns clips into labelled windows for one recipe and frontend."""
+
+    def __init__(self, recipe: F.Recipe, frontend: Frontend, noises: list[np.ndarray], rng: np.random.Generator):
+        self.recipe, self.fe, self.noises, self.rng = recipe, frontend, noises, rng
+        self.span = F.span_samples(frontend, recipe.window)
+
+    def padded(self, samples: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
+        x, offset = F.pad_clip(samples, span=self.span, pad=self.recipe.clip_padding_samples)
+        s, e = F.locate_event(samples)
+        return x, (s + offset, e + offset)
+
+    def thin(self, idx: list[int]) -> list[int]:
+        """Every ``stride``-th window (from a random phase): neighbours at 10 ms apart add little."""
+        step = self.recipe.stride
+        if step <= 1 or not idx:
+            return idx
+        phase = int(self.rng.integers(step))
+        return [i for i in idx if (i + phase) % step == 0] or idx[:1]
+
+    def clip_windows(self, samples: np.ndarray, copies: int) -> tuple[np.ndarray, np.ndarray]:
+        """Positive and background windows of a clip and of ``copies - 1`` augmented copies."""
+        x0, event0 = self.padded(samples)
+        pos, neg = [], []
+        for c in range(copies):
+            x, event = (x0, event0) if c == 0 else F.augment(
+                self.rng, x0, event0, self.noises, max_shift=self.fe.hop_samples)
+            feats = self.fe.transform(x)
+            p, n = F.label_windows(self.recipe, self.fe, feats, x, event)
+            pos.append(F.stack_windows(feats, self.thin(p), self.recipe.window))
+            neg.append(F.stack_windows(feats, self.thin(n), self.recipe.window))
+        w = self.recipe.window
+        return _cat(pos, w, self.fe), _cat(neg, w, self.fe)
+
+    def classify_windows(self, samples: np.ndarray) -> np.ndarray:
+        """The windows :meth:`device.model.Model.clip_scores` would score for this clip."""
+        x, _ = F.pad_clip(samples, span=self.span, pad=self.recipe.clip_padding_samples)
+        feats = self.fe.transform(x)
+        n = len(feats) - self.recipe.window + 1
+        starts = [s for s in range(max(0, n)) if (s + self.recipe.window) % self.recipe.stride == 0]
+        return F.stack_windows(feats, starts, self.recipe.window)
+
+    def all_windows(self, samples: np.ndarray, step: int) -> np.ndarray:
+        feats = self.fe.transform(samples)
+        n = len(feats) - self.recipe.window + 1
+        phase = int(self.rng.integers(step))
+        return F.stack_windows(feats, range(phase % max(1, n), max(0, n), step), self.recipe.window)
+
+
+def _cat(parts: list[np.ndarray], window: int, fe: Frontend) -> np.ndarray:
+    parts = [p for p in parts if len(p)]
+    return np.concatenate(parts) if parts else np.zeros((0, window, *fe.feature_shape), np.float32)
+
+
+def _progress(items: list, desc: str, enabled: bool) -> Any:
+    return tqdm(items, desc=desc, unit="clip", leave=False, disable=not enabled, file=sys.stderr)
+
+
+def build_examples(dataset: Dataset, labels: list[str], recipe: F.Recipe, fe: Frontend,
+                   rng: np.random.Generator, progress: bool) -> tuple[Split, Split, dict[str, int]]:
+    """Training and validation windows, and the validation clips as classify would see them."""
+    train, val = Split(), Split()
+    splits = {label: stratified_split(dataset.usable(label), rng) for label in labels[1:]}
+    # Background recordings: the first 80% of each trains, the rest validates.
+    bg_train, bg_val = [], []
+    for clip in dataset.background:
+        cut = int(len(clip.samples) * (1 - VALIDATION_SHARE))
+        bg_train.append(clip.samples[:cut])
+        bg_val.append(clip.samples[cut:])
+    ex = Extractor(recipe, fe, bg_train, rng)
+    jobs: list[tuple[str, int, np.ndarray, str]] = []
+    for i, label in enumerate(labels[1:], start=1):
+        tr, va = splits[label]
+        copies = int(np.clip(np.ceil(TARGET_COPIES / max(1, len(tr))), 2, 6))
+        jobs += [("train", i, c.samples, str(copies)) for c in tr]
+        jobs += [("val", i, c.samples, "2") for c in va]
+        jobs += [("valclip", i, c.samples, c.path.name) for c in va]
+    for clip in dataset.unknown:
+        jobs.append(("unknown", 0, clip.samples, "2"))
+    # Background: segments of at most BACKGROUND_SEGMENT_S, up to the recipe's cap in all.
+    budget = recipe.background_cap_s * SAMPLE_RATE
+    total = sum(len(b) for b in bg_train) or 1
+    share = min(1.0, budget / total)
+    seg = int(BACKGROUND_SEGMENT_S * SAMPLE_RATE)
+    for b in bg_train:
+        take = int(len(b) * share)
+        start = int(rng.integers(0, len(b) - take + 1))
+        piece = b[start:start + take]
+        for s in range(0, len(piece), seg):
+            if len(piece[s:s + seg]) >= ex.span:
+                jobs.append(("bgtrain", 0, piece[s:s + seg], ""))
+    for b in bg_val:
+        g = int(GROUP_S * SAMPLE_RATE)
+        for s in range(0, len(b) - g + 1, g):
+            jobs.append(("bgval", 0, b[s:s + g], "background"))
+    counts = {label: len(splits[label][0]) + len(splits[label][1]) for label in labels[1:]}
+    bg_step = max(1, recipe.stride)
+    for kind, label, samples, extra in _progress(jobs, "extracting features", progress):
+        if kind in ("train", "val"):
+            pos, neg = ex.clip_windows(samples, int(extra))
+            split = train if kind == "train" else val
+            split.add(pos, label)
+            split.add(neg, 0)
+        elif kind == "valclip":
+            val.groups.append((label, ex.classify_windows(samples), extra))
+        elif kind == "unknown":
+            pos, neg = ex.clip_windows(samples, int(extra))
+            train.add(np.concatenate([pos, neg]), 0)
+        elif kind == "bgtrain":
+            train.add(ex.all_windows(samples, bg_step), 0)
+        elif kind == "bgval":
+            windows = ex.classify_windows(samples)
+            val.add(windows, 0)
+            val.groups.append((0, windows, extra))
+    return train, val, counts
+
+
+def class_weights(y: np.ndarray, n: int) -> np.ndarray:
+    counts = np.bincount(y, minlength=n).astype(np.float64)
+    weights = np.where(counts > 0, len(y) / (n * np.maximum(counts, 1)), 0.0)
+    return weights[y].astype(np.float32)
+
+
+def choose_thresholds(peaks: np.ndarray, truth: np.ndarray, labels: list[str]) -> dict[str, float]:
+    """Per class, the threshold in the middle of the range that best separates its clips from the rest."""
+    grid = np.round(np.arange(0.2, 0.951, 0.01), 2)
+    out = {}
+    for i, label in enumerate(labels[1:], start=1):
+        pos, neg = peaks[truth == i, i], peaks[truth != i, i]
+        if len(pos) == 0:
+            out[label] = 0.5
+            continue
+        score = np.array([(pos >= t).mean() + ((neg < t).mean() if len(neg) else 1.0) for t in grid])
+        best = np.flatnonzero(score >= score.max() - 1e-9)
+        out[label] = float(grid[best[len(best) // 2]])
+    return out
+
+
+def decide(peaks: np.ndarray, labels: list[str], thresholds: dict[str, float]) -> np.ndarray:
+    """Label index per clip, as :meth:`device.model.Model.classify` decides."""
+    t = np.array([1.0] + [thresholds[label] for label in labels[1:]])
+    ratio = peaks[:, 1:] / t[1:]
+    best = np.argmax(ratio, axis=1) + 1
+    ok = peaks[np.arange(len(peaks)), best] >= t[best]
+    return np.where(ok, best, 0)
+
+
+def clip_metrics(pred: np.ndarray, truth: np.ndarray, labels: list[str]) -> dict[str, Any]:
+    n = len(labels)
+    confusion = np.zeros((n, n), np.int64)
+    for t, p in zip(truth, pred):
+        confusion[t, p] += 1
+    per_class = {}
+    for i, label in enumerate(labels):
+        tp = confusion[i, i]
+        per_class[label] = {
+            "precision": float(tp / confusion[:, i].sum()) if confusion[:, i].sum() else None,
+            "recall": float(tp / confusion[i].sum()) if confusion[i].sum() else None,
+            "support": int(confusion[i].sum()),
+        }
+    return {"accuracy": float((pred == truth).mean()) if len(truth) else None,
+            "per_class": per_class, "confusion": confusion.tolist()}
+
+
+def group_peaks(model: Any, groups: list[tuple[int, np.ndarray, str]], n: int) -> tuple[np.ndarray, np.ndarray]:
+    peaks, truth = [], []
+    for label, windows, _ in groups:
+        probs = model.predict(windows, verbose=0, batch_size=256) if len(windows) else np.zeros((1, n))
+        peaks.append(probs.max(axis=0))
+        truth.append(label)
+    return np.array(peaks), np.array(truth)
+
+
+def train(dataset_path: str | Path, output: str | Path, options: TrainOptions = TrainOptions()) -> dict[str, Any]:
+    """Train a bundle at ``output`` from the dataset folder; returns the manifest written."""
+    started = time.monotonic()
+    say = (lambda m: print(m, file=sys.stderr)) if options.progress else (lambda m: None)
+    dataset = check_dataset(dataset_path, progress=options.progress)
+    base, why = choose_base(dataset, options.base)
+    say(f"hark: base {base} ({why})")
+    recipe = F.RECIPES[base]
+    base_files = fetch_base(base)
+    fe = build_frontend(recipe.frontend_params, base_files)
+    labels = [BACKGROUND, *dataset.labels]
+    rng = np.random.default_rng(options.seed)
+    train_split, val_split, counts = build_examples(dataset, labels, recipe, fe, rng, options.progress)
+    x_train, y_train = train_split.arrays()
+    x_val, y_val = val_split.arrays()
+    features_s = time.monotonic() - started
+
+    from trainer import head as H  # TensorFlow only now: the features above need none
+
+    H.set_seed(options.seed)
+    flat = x_train.reshape(-1, x_train.shape[-1])
+    mean, var = flat.mean(axis=0), flat.var(axis=0) + 1e-6
+    n = len(labels)
+
+    def fresh() -> Any:
+        return H.build_head(base, window=recipe.window, feature_shape=fe.feature_shape, n_outputs=n,
+                            norm_mean=mean, norm_var=var)
+
+    model = fresh()
+    stopper = H.keras.callbacks.EarlyStopping(monitor="val_loss", patience=PATIENCE, restore_best_weights=True)
+    bar = _EpochBar(MAX_EPOCHS, "training head", options.progress)
+    history = model.fit(x_train, y_train, sample_weight=class_weights(y_train, n), batch_size=BATCH,
+                        epochs=MAX_EPOCHS, validation_data=(x_val, y_val, class_weights(y_val, n)),
+                        callbacks=[stopper, bar.callback], verbose=0, shuffle=True)
+    bar.close()
+    losses = history.history["val_loss"]
+    best_epochs = int(np.argmin(losses)) + 1
+    peaks, truth = group_peaks(model, val_split.groups, n)
+    thresholds = choose_thresholds(peaks, truth, labels)
+    pred = decide(peaks, labels, thresholds)
+    metrics = clip_metrics(pred, truth, labels)
+    clip_truth = truth != 0
+    metrics["clip_accuracy"] = float((pred[clip_truth] == truth[clip_truth]).mean()) if clip_truth.any() else None
+    metrics["background_false_alarm_rate"] = float((pred[~clip_truth] != 0).mean()) if (~clip_truth).any() else None
+    # Refit on every clip for the epochs validation chose: with 8 clips a class, the held-out two matter.
+    H.set_seed(options.seed + 1)
+    final = fresh()
+    x_all, y_all = np.concatenate([x_train, x_val]), np.concatenate([y_train, y_val])
+    bar = _EpochBar(best_epochs, "final fit", options.progress)
+    final.fit(x_all, y_all, sample_weight=class_weights(y_all, n), batch_size=BATCH, epochs=best_epochs,
+              callbacks=[bar.callback], verbose=0, shuffle=True)
+    bar.close()
+    head_bytes = H.export_tflite(final, window=recipe.window, feature_shape=fe.feature_shape)
+    output = Path(output)
+    recall = {label: metrics["per_class"][label]["recall"] for label in labels[1:]}
+    manifest: dict[str, Any] = {
+        "name": output.name,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "trainer_version": TRAINER_VERSION,
+        "sample_rate": SAMPLE_RATE,
+        "base": base,
+        "base_choice": why,
+        "frontend": fe.params(),
+        "head": {
+            "window": recipe.window,
+            "stride": recipe.stride,
+            "clip_padding_samples": recipe.clip_padding_samples,
+            "input_shape": [recipe.window, *fe.feature_shape],
+            "positives": recipe.mode,
+        },
+        "labels": labels,
+        "detection": {
+            "thresholds": thresholds,
+            "smoothing": 1,
+            "refractory_s": 1.0 if recipe.mode == "event" else 2.0,
+            "expected_recall": recall,
+        },
+        "base_hashes": {name: BASE_FILES[name].sha256 for name in base_files},
+        "metrics": {
+            "validation_accuracy": metrics["accuracy"],
+            "validation_clip_accuracy": metrics["clip_accuracy"],
+            "validation_background_false_alarm_rate": metrics["background_false_alarm_rate"],
+            "per_class": metrics["per_class"],
+            "confusion": metrics["confusion"],
+            "epochs": best_epochs,
+            "train_windows": int(len(y_train)),
+            "validation_windows": int(len(y_val)),
+            "feature_seconds": round(features_s, 1),
+            "train_seconds": round(time.monotonic() - started, 1),
+        },
+        "dataset": {
+            "clips": counts,
+            "background_s": round(dataset.background_s, 1),
+            "unknown_clips": len(dataset.unknown),
+            "seed": options.seed,
+        },
+    }
+    write_bundle(output, manifest=manifest, head_tflite=head_bytes, base_files=base_files)
+    if options.report:
+        from trainer.report import write_report
+
+        write_report(output, manifest=manifest, history=history.history, dataset=dataset, frontend=fe)
+    return manifest
+
+
+class _EpochBar:
+    """A tqdm bar over epochs, as a Keras callback."""
+
+    def __init__(self, total: int, desc: str, enabled: bool) -> None:
+        from trainer.head import keras
+
+        outer = self
+
+        class Callback(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+                logs = logs or {}
+                outer.bar.update(1)
+                outer.bar.set_postfix({k: f"{v:.3f}" for k, v in logs.items() if "loss" in k or "acc" in k})
+
+        self.bar = tqdm(total=total, desc=desc, unit="epoch", leave=False, disable=not enabled, file=sys.stderr)
+        self.callback = Callback()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.callback, name)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def main(args: argparse.Namespace) -> int:
+    options = TrainOptions(base=args.base, seed=args.seed, report=not args.no_report,
+                           negatives=not args.no_negatives)
+    manifest = train(args.dataset, args.output, options)
+    m = manifest["metrics"]
+    acc = m["validation_accuracy"]
+    print(f"wrote {args.output}: base {manifest['base']}, labels {', '.join(manifest['labels'][1:])}, "
+          f"validation accuracy {acc:.1%} ({m['train_seconds']:.0f} s)" if acc is not None else
+          f"wrote {args.output}")
+    for label, t in manifest["detection"]["thresholds"].items():
+        print(f"  {label}: threshold {t:.2f}")
+    return 0
