@@ -35,8 +35,8 @@ from trainer import features as F
 
 TRAINER_VERSION = __version__
 VALIDATION_SHARE = 0.25
-MAX_EPOCHS = 80
-PATIENCE = 10
+MAX_EPOCHS = 60
+PATIENCE = 8
 BATCH = 64
 # Augmented copies per clip: enough that a class has about TARGET_COPIES examples in all.
 TARGET_COPIES = 48

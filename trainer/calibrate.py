@@ -1,0 +1,157 @@
+"""Thresholds calibrated to a false-alarm budget, on the real streaming detector.
+
+What a user can live with is stated in false alarms per hour, not in a probability: "at most one
+false trigger an hour" (openWakeWord's ``target_false_positives_per_hour``, Edge Impulse's
+performance calibration). The trainer scores a validation stream — held-back positives mixed
+into background, negatives (the bank, ``_unknown_``), background — with the head, then replays
+those scores through :class:`device.detector.Detector`, the same code the Pi runs, for each
+candidate smoothing and threshold. Per class it keeps the setting with the highest recall whose
+false alarms per hour stay within the budget.
+
+The stream is a list of :class:`Segment`: each the head's scores over one recording (a clip
+padded as on the device, or a piece of background), with the target it holds, if any. The
+detector runs over the segments one after another as one stream, so refractory periods and
+smoothing behave as they do live. A detection is right when its label is the segment's target
+and it fires between 0.25 s before the target starts and 1.5 s after it ends (the scoring rule
+of ``../shared/data/make_stream.py``); any other detection is a false alarm.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from device.detector import Detector, DetectorSettings
+from device.labels import BACKGROUND
+
+EARLY_S = 0.25
+LATE_S = 1.5
+THRESHOLD_GRID = np.round(np.concatenate([np.arange(0.2, 0.9, 0.02), np.arange(0.9, 0.995, 0.005)]), 4)
+MIN_THRESHOLD = 0.3
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Head scores ``[n, n_labels]`` over one recording, stamped ``times`` (s from its start)."""
+
+    scores: np.ndarray
+    times: np.ndarray
+    target: str | None = None  # the class this recording holds, None for negatives and background
+    event: tuple[float, float] | None = None  # where the target sound is, s from the segment's start
+
+    @property
+    def duration_s(self) -> float:
+        return float(self.times[-1]) if len(self.times) else 0.0
+
+
+@dataclass
+class ClassCalibration:
+    """The chosen setting of one class and its recall versus false-alarm curve."""
+
+    threshold: float
+    smoothing: int
+    recall: float
+    false_alarms_per_hour: float
+    curve: list[tuple[float, float, float]] = field(default_factory=list)  # (threshold, recall, FA/h)
+
+
+@dataclass
+class Calibration:
+    thresholds: dict[str, float]
+    smoothing: dict[str, int]
+    expected_recall: dict[str, float]
+    false_alarms_per_hour: dict[str, float]
+    budget_per_hour: float
+    hours: float
+    per_class: dict[str, ClassCalibration]
+
+    def manifest_block(self) -> dict[str, object]:
+        """What the manifest's ``detection`` section records."""
+        return {
+            "thresholds": self.thresholds,
+            "smoothing": self.smoothing,
+            "false_alarms_per_hour_budget": self.budget_per_hour,
+            "expected_recall": self.expected_recall,
+            "expected_false_alarms_per_hour": self.false_alarms_per_hour,
+            "calibration_hours": round(self.hours, 3),
+        }
+
+
+def replay(segments: Sequence[Segment], labels: Sequence[str], *, label: str, threshold: float,
+           smoothing: int, refractory_s: float) -> tuple[int, int, int]:
+    """Run the real detector for one class over the segments: (targets found, targets, false alarms)."""
+    settings = DetectorSettings.resolve(
+        [c for c in labels if c != BACKGROUND], None,
+        thresholds={c: (threshold if c == label else 1.0) for c in labels if c != BACKGROUND},
+        smoothing=smoothing, refractory_s=refractory_s,
+    )
+    detector = Detector(labels, settings)
+    found = targets = false = 0
+    offset = 0.0
+    for seg in segments:
+        is_target = seg.target == label and seg.event is not None
+        targets += is_target
+        hit = False
+        for scores, t in zip(seg.scores, seg.times):
+            for det in detector.update(scores, offset + float(t)):
+                local = det.time_s - offset
+                if is_target and not hit and seg.event[0] - EARLY_S <= local <= seg.event[1] + LATE_S:
+                    hit = True
+                else:
+                    false += 1
+        found += hit
+        offset += seg.duration_s + 0.08
+    return found, targets, false
+
+
+def calibrate(segments: Sequence[Segment], labels: Sequence[str], *, budget_per_hour: float,
+              negative_hours: float | None = None, smoothing_choices: Sequence[int] = (1, 2, 3),
+              refractory_s: float = 1.0, grid: np.ndarray = THRESHOLD_GRID) -> Calibration:
+    """Per class, the threshold and smoothing with the best recall within ``budget_per_hour``.
+
+    ``negative_hours`` is the stream's length used for the rate (default: all segments). Where no
+    setting meets the budget, the strictest one is kept and its expected rate says so.
+    """
+    hours = negative_hours if negative_hours is not None else sum(s.duration_s for s in segments) / 3600
+    hours = max(hours, 1e-6)
+    classes = [c for c in labels if c != BACKGROUND]
+    per_class: dict[str, ClassCalibration] = {}
+    for label in classes:
+        best: ClassCalibration | None = None
+        for smoothing in smoothing_choices:
+            curve: list[tuple[float, float, float]] = []
+            for threshold in grid:
+                found, targets, false = replay(segments, labels, label=label, threshold=float(threshold),
+                                               smoothing=smoothing, refractory_s=refractory_s)
+                recall = found / targets if targets else 0.0
+                curve.append((float(threshold), recall, false / hours))
+                if false == 0 and recall == 0.0:
+                    break  # higher thresholds only lose more
+            allowed = [p for p in curve if p[2] <= budget_per_hour and p[0] >= MIN_THRESHOLD]
+            # Highest recall; among equals the middle of the admissible range, for a margin both ways.
+            if allowed:
+                top = max(p[1] for p in allowed)
+                tied = [p for p in allowed if p[1] >= top - 1e-9]
+                pick = tied[len(tied) // 2]
+            else:
+                pick = min(curve, key=lambda p: (p[2], -p[1]))
+            candidate = ClassCalibration(threshold=pick[0], smoothing=smoothing, recall=pick[1],
+                                         false_alarms_per_hour=pick[2], curve=curve)
+            within = candidate.false_alarms_per_hour <= budget_per_hour
+            if best is None or (within, candidate.recall, -candidate.false_alarms_per_hour) > (
+                best.false_alarms_per_hour <= budget_per_hour, best.recall, -best.false_alarms_per_hour
+            ):
+                best = candidate
+        assert best is not None
+        per_class[label] = best
+    return Calibration(
+        thresholds={c: per_class[c].threshold for c in classes},
+        smoothing={c: per_class[c].smoothing for c in classes},
+        expected_recall={c: round(per_class[c].recall, 4) for c in classes},
+        false_alarms_per_hour={c: round(per_class[c].false_alarms_per_hour, 3) for c in classes},
+        budget_per_hour=budget_per_hour,
+        hours=hours,
+        per_class=per_class,
+    )
