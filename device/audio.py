@@ -177,6 +177,8 @@ class FileSource:
         self.path = Path(path)
         self.realtime = realtime
         self.chunk_samples = _check_chunk(chunk_samples)
+        if not self.path.is_file():
+            raise AudioError(f"{self.path}: no such audio file")
         try:
             self._file: sf.SoundFile | None = sf.SoundFile(str(self.path))
         except (sf.LibsndfileError, RuntimeError, OSError, ValueError) as err:

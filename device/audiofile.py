@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-from scipy.signal import resample_poly
 
 from device.errors import AudioError
 
@@ -24,6 +23,8 @@ def resample(samples: np.ndarray, rate: int, target: int = SAMPLE_RATE) -> np.nd
     """``samples`` (mono float32) from ``rate`` to ``target`` Hz with a polyphase filter."""
     if rate == target:
         return samples.astype(np.float32, copy=False)
+    from scipy.signal import resample_poly  # lazily: scipy.signal costs ~60 MB, the daemon never needs it
+
     ratio = Fraction(target, rate).limit_denominator(1000)
     return resample_poly(samples, ratio.numerator, ratio.denominator).astype(np.float32)
 

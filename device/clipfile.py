@@ -62,9 +62,13 @@ def free_path(folder: Path, stem: str, suffix: str) -> Path:
 
 
 def to_pcm16(samples: np.ndarray) -> np.ndarray:
-    """Float samples in [-1, 1] as int16, clipped (libsndfile would wrap values past full scale)."""
-    x = np.clip(np.nan_to_num(np.asarray(samples, dtype=np.float32).ravel()), -1.0, 1.0)
-    return np.round(x * 32767.0).astype(np.int16)
+    """Float samples in [-1, 1] as int16, clipped at full scale instead of wrapping around.
+
+    Scaled by 32768, the inverse of how soundfile and the microphone source turn int16 into float,
+    so audio that came in as 16-bit goes back out bit for bit.
+    """
+    x = np.nan_to_num(np.asarray(samples, dtype=np.float32).ravel()).astype(np.float64)
+    return np.clip(np.round(x * 32768.0), -32768, 32767).astype(np.int16)
 
 
 def _fsync_dir(folder: Path) -> None:

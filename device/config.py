@@ -320,6 +320,8 @@ class _Builder:
             return self.check(self.any_of(options, value, node, path, meta), node, path, meta)
         if dataclasses.is_dataclass(kind):
             return self.dataclass(kind, node, path)
+        if isinstance(node, yaml.ScalarNode) and node.tag.endswith(":null"):
+            raise self.fail(node, path, "must not be empty")
         if origin is dict:
             if not isinstance(node, yaml.MappingNode):
                 raise self.fail(node, path, "expected a mapping of key: value")
@@ -410,7 +412,8 @@ def load_config(path: str | Path) -> Config:
         node = loader.get_single_node()
     except yaml.MarkedYAMLError as err:
         line = err.problem_mark.line + 1 if err.problem_mark else 0
-        raise ConfigError(f"{source}:{line}: not valid YAML: {err.problem}") from None
+        context = f" ({err.context} at line {err.context_mark.line + 1})" if err.context and err.context_mark else ""
+        raise ConfigError(f"{source}:{line}: not valid YAML: {err.problem}{context}") from None
     finally:
         loader.dispose()
     if node is None:

@@ -21,17 +21,10 @@ from device.model import Model
 from device.pipeline import Pipeline
 
 
-def detect_file(model: Model, path: str, *, progress: bool = False) -> list[Detection]:
+def detect_file(model: Model, path: str, **pipeline_options: object) -> list[Detection]:
     """Every detection of the model over the file at ``path`` (flushed at the end)."""
-    pipeline = Pipeline(model)
-    found: list[Detection] = []
-    with FileSource(path) as source, tqdm(total=round(source.duration_s, 1), unit="s", desc="detect",
-                                          disable=not progress, leave=False, file=sys.stderr) as bar:
-        for chunk in source:
-            found += pipeline.process(chunk)
-            bar.update(round(pipeline.time_s - bar.n, 2))
-        found += pipeline.flush()
-    return found
+    with FileSource(path) as source:
+        return Pipeline(model, **pipeline_options).run(source)  # type: ignore[arg-type]
 
 
 def format_detection(d: Detection) -> str:

@@ -10,9 +10,16 @@ window for as long as the window spans (1-2 s), and its score stays high all tha
 period alone would fire a long sound twice; the re-arming rule makes one utterance (or one
 continuous sound) one detection, and the period keeps a flickering score from firing bursts.
 
+Which class: the first crossing opens a short decision period (``decision_s``, 0.15 s by
+default: two outputs of the speech base). A head sees sounds grow into its window, and the
+start of one sound can look like another (the first half of an up-chirp is a beep; "com-" may
+be half of another word), so the class is chosen at the end of that period: the candidate that
+crossed during it and now stands furthest above its threshold. The others that crossed are held
+off as part of the same sound. This costs ``decision_s`` of latency; 0 decides at once.
+
 The manifest's ``detection`` section gives the defaults the trainer calibrated:
 ``thresholds`` (per class), ``smoothing`` (head outputs averaged, an int or per class) and
-``refractory_s`` (seconds, a number or per class). Callers (the config) may override any.
+``refractory_s`` (seconds, a number or per class), ``decision_s`` (seconds). Callers (the config) may override any.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from device.labels import BACKGROUND
 DEFAULT_THRESHOLD = 0.5
 DEFAULT_SMOOTHING = 1
 DEFAULT_REFRACTORY_S = 1.0
+DEFAULT_DECISION_S = 0.15
 
 
 @dataclass(frozen=True)
@@ -43,6 +51,10 @@ class Detection:
         return {"label": self.label, "score": round(self.score, 4), "time_s": round(self.time_s, 3)}
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _per_class(value: Any, classes: Sequence[str], default: float, what: str, *, low: float,
                high: float | None = None) -> dict[str, float]:
     """``value`` (a number, or a mapping of class to number) as a full per-class dict, checked."""
@@ -52,8 +64,11 @@ def _per_class(value: Any, classes: Sequence[str], default: float, what: str, *,
         unknown = sorted(set(value) - set(classes))
         if unknown:
             raise HarkError(f"{what}: unknown class {unknown[0]!r}; the model's classes are {', '.join(classes)}")
+        bad = [c for c, v in value.items() if not _is_number(v)]
+        if bad:
+            raise HarkError(f"{what}: {bad[0]} = {value[bad[0]]!r} is not a number")
         out = {c: float(value.get(c, default)) for c in classes}
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+    elif _is_number(value):
         out = dict.fromkeys(classes, float(value))
     else:
         raise HarkError(f"{what}: expected a number or a mapping of class to number, not {value!r}")
@@ -71,12 +86,14 @@ class DetectorSettings:
     thresholds: Mapping[str, float]
     smoothing: Mapping[str, int]
     refractory_s: Mapping[str, float]
+    decision_s: float = DEFAULT_DECISION_S
 
     @classmethod
     def resolve(cls, classes: Sequence[str], manifest_detection: Mapping[str, Any] | None = None, *,
                 thresholds: Mapping[str, float] | float | None = None,
                 smoothing: Mapping[str, int] | int | None = None,
-                refractory_s: Mapping[str, float] | float | None = None) -> DetectorSettings:
+                refractory_s: Mapping[str, float] | float | None = None,
+                decision_s: float | None = None) -> DetectorSettings:
         """The manifest's values, each overridden (per class or for all) by the caller's where given."""
         det = dict(manifest_detection or {})
         base_thr = _per_class(det.get("thresholds"), classes, DEFAULT_THRESHOLD, "manifest detection.thresholds",
@@ -94,7 +111,12 @@ class DetectorSettings:
                 return {c: given[c] if c in value else base[c] for c in classes}
             return _per_class(value, classes, 0.0, what, **bounds)
 
+        decision = det.get("decision_s", DEFAULT_DECISION_S) if decision_s is None else decision_s
+        if not _is_number(decision) or not 0.0 <= decision <= 5.0:
+            where = "manifest detection.decision_s" if decision_s is None else "detection decision_s"
+            raise HarkError(f"{where}: {decision!r} must be a number of seconds between 0 and 5")
         return cls(
+            decision_s=float(decision),
             thresholds=over(base_thr, thresholds, "detection thresholds", low=0.0, high=1.0),
             smoothing={c: max(1, round(v)) for c, v in over(base_smooth, smoothing, "detection smoothing",
                                                              low=1).items()},
@@ -123,6 +145,9 @@ class Detector:
         self._pos = 0
         self._quiet_until = np.full(len(self.classes), -np.inf)
         self._armed = np.ones(len(self.classes), dtype=bool)
+        self._decide_at: float | None = None  # end of the open decision period
+        self._candidates = np.zeros(len(self.classes), dtype=bool)
+        self._peaks = np.zeros(len(self.classes))
         self.last_scores: dict[str, float] = dict.fromkeys(self.labels, 0.0)
 
     def update(self, scores: np.ndarray, time_s: float) -> list[Detection]:
@@ -143,13 +168,22 @@ class Detector:
         class_scores = smooth[self._class_index]
         above = class_scores >= self._thresholds
         self._armed |= ~above
-        ready = above & self._armed & (time_s >= self._quiet_until)
-        if not ready.any():
+        eligible = above & self._armed & (time_s >= self._quiet_until)
+        if self._decide_at is None:
+            if not eligible.any():
+                return []
+            self._decide_at = time_s + self.settings.decision_s
+            self._candidates[:] = False
+            self._peaks[:] = 0.0
+        self._candidates |= eligible
+        self._peaks = np.maximum(self._peaks, np.where(self._candidates, class_scores, 0.0))
+        if time_s < self._decide_at - 1e-9:
             return []
-        # Two classes crossing together: keep the one furthest above its threshold (one sound, one label).
-        margin = np.where(ready, class_scores / np.maximum(self._thresholds, 1e-9), -np.inf)
+        # The candidate now furthest above its threshold: the latest window has heard the most of the sound.
+        margin = np.where(self._candidates, class_scores / np.maximum(self._thresholds, 1e-9), -np.inf)
         best = int(np.argmax(margin))
-        # Every class that fired is held off, so the runner-up does not fire a moment later on the same sound.
-        self._quiet_until[ready] = time_s + self._refractory[ready]
-        self._armed[ready] = False
-        return [Detection(label=self.classes[best], score=float(class_scores[best]), time_s=float(time_s))]
+        # Every candidate is held off, so a runner-up does not fire a moment later on the same sound.
+        self._quiet_until[self._candidates] = time_s + self._refractory[self._candidates]
+        self._armed[self._candidates] = False
+        self._decide_at = None
+        return [Detection(label=self.classes[best], score=float(self._peaks[best]), time_s=float(time_s))]

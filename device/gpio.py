@@ -22,6 +22,7 @@ import contextlib
 import logging
 import queue
 import threading
+import warnings
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -127,33 +128,17 @@ class Gpio:
         if self.config.mock:
             use_mock_factory()
             log.info("GPIO: mock pins (gpiozero MockFactory); pin changes are logged")
-        cfg = self.config
+        fallbacks: list[warnings.WarningMessage] = []
         try:
-            high = cfg.active_high
-            for label, pin in cfg.leds.items():
-                self.leds[label] = self._add(gpiozero.LED(pin, active_high=high))
-            if cfg.led is not None:
-                self.led = self._add(gpiozero.LED(cfg.led, active_high=high))
-            if cfg.status_led is not None:
-                self.status_led = self._add(gpiozero.LED(cfg.status_led, active_high=high))
-            if cfg.buzzer is not None:
-                b = cfg.buzzer
-                if b.tonal:
-                    from gpiozero.tones import Tone
-
-                    self.buzzer = self._add(gpiozero.TonalBuzzer(b.pin, mid_tone=Tone(b.mid_tone), octaves=b.octaves))
-                    self._check_tones()
-                else:
-                    self.buzzer = self._add(gpiozero.Buzzer(b.pin, active_high=high))
-            for button_cfg in cfg.buttons:
-                button = self._add(gpiozero.Button(button_cfg.pin, pull_up=True, bounce_time=cfg.bounce_s or None,
-                                                   hold_time=cfg.long_press_s))
-                self._wire_button(button, button_cfg.label)
-                self.buttons.append(button)
+            with warnings.catch_warnings(record=True) as fallbacks:
+                # gpiozero warns once per pin library it could not load; the reasons go into our one message.
+                warnings.simplefilter("always", gpiozero.PinFactoryFallback)
+                self._open_devices(gpiozero)
         except (GPIOZeroError, ValueError, OSError, RuntimeError) as err:
             # gpiozero says why in its own words (no pin factory, pin in use, bad pin name).
             self.close()
-            self._unavailable(f"{type(err).__name__}: {err}", strict)
+            tried = "; ".join(str(w.message) for w in fallbacks)
+            self._unavailable(f"{type(err).__name__}: {err}" + (f" {tried}" if tried else ""), strict)
             return
         self.available = True
         if self.buzzer is not None:
@@ -162,6 +147,31 @@ class Gpio:
         log.info("GPIO: %d LED(s), %s, status LED %s, %d button(s)",
                  len(self.leds) + (self.led is not None), "buzzer" if self.buzzer else "no buzzer",
                  "on" if self.status_led else "none", len(self.buttons))
+
+    def _open_devices(self, gpiozero: Any) -> None:
+        """Create every configured device; a gpiozero error leaves the ones made so far for close()."""
+        cfg = self.config
+        high = cfg.active_high
+        for label, pin in cfg.leds.items():
+            self.leds[label] = self._add(gpiozero.LED(pin, active_high=high))
+        if cfg.led is not None:
+            self.led = self._add(gpiozero.LED(cfg.led, active_high=high))
+        if cfg.status_led is not None:
+            self.status_led = self._add(gpiozero.LED(cfg.status_led, active_high=high))
+        if cfg.buzzer is not None:
+            b = cfg.buzzer
+            if b.tonal:
+                from gpiozero.tones import Tone
+
+                self.buzzer = self._add(gpiozero.TonalBuzzer(b.pin, mid_tone=Tone(b.mid_tone), octaves=b.octaves))
+                self._check_tones()
+            else:
+                self.buzzer = self._add(gpiozero.Buzzer(b.pin, active_high=high))
+        for button_cfg in cfg.buttons:
+            button = self._add(gpiozero.Button(button_cfg.pin, pull_up=True, bounce_time=cfg.bounce_s or None,
+                                               hold_time=cfg.long_press_s))
+            self._wire_button(button, button_cfg.label)
+            self.buttons.append(button)
 
     def _unavailable(self, why: str, strict: bool) -> None:
         message = f"GPIO not available ({why}); set gpio.mock: true to try without a Raspberry Pi"

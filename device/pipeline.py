@@ -38,18 +38,19 @@ class Pipeline:
     """Frontend, head and detector over one stream; feed it with :meth:`process`, end it with :meth:`flush`.
 
     ``thresholds``, ``refractory_s`` and ``smoothing`` override the manifest's (a number for
-    every class or a mapping per class). ``energy_gate`` is ``True`` (the -70 dBFS gate above),
+    every class or a mapping per class), ``decision_s`` its decision period (see :mod:`device.detector`). ``energy_gate`` is ``True`` (the -70 dBFS gate above),
     ``False``, or a peak level in dBFS.
     """
 
     def __init__(self, model: Model, *, thresholds: Mapping[str, float] | float | None = None,
                  refractory_s: Mapping[str, float] | float | None = None,
                  smoothing: Mapping[str, int] | int | None = None,
+                 decision_s: float | None = None,
                  energy_gate: bool | float = True) -> None:
         self.model = model
         self.settings = DetectorSettings.resolve(
             model.bundle.classes, model.manifest.get("detection"),
-            thresholds=thresholds, smoothing=smoothing, refractory_s=refractory_s,
+            thresholds=thresholds, smoothing=smoothing, refractory_s=refractory_s, decision_s=decision_s,
         )
         self.detector = Detector(model.labels, self.settings)
         self.frontend = model.new_frontend()

@@ -9,34 +9,36 @@ never needs it.
 from __future__ import annotations
 
 import importlib
+import sys
 from pathlib import Path
 from typing import Any
 
 from device.errors import HarkError
 
 _RUNTIMES = ("tflite_runtime.interpreter", "ai_edge_litert.interpreter", "tensorflow.lite")
-_interpreter_class: Any = None
 runtime_name: str | None = None
 
 
 def interpreter_class() -> Any:
-    """The ``Interpreter`` class of the first runtime that imports."""
-    global _interpreter_class, runtime_name
-    if _interpreter_class is None:
-        for module_name in _RUNTIMES:
-            try:
-                module = importlib.import_module(module_name)
-            except ImportError:
-                continue
-            _interpreter_class = module.Interpreter
-            runtime_name = module_name.split(".")[0]
-            break
-        else:
-            raise HarkError(
-                "no TFLite runtime found: pip install 'hark[device]' "
-                "(tflite-runtime on Python <= 3.11, ai-edge-litert on Python >= 3.12)"
-            )
-    return _interpreter_class
+    """The ``Interpreter`` class of the first runtime that imports.
+
+    tflite_runtime cannot load models in a process that has already loaded TensorFlow (its
+    ``GetSignatureDefs`` fails with "vector::reserve"), so once TensorFlow is in the process (the
+    trainer) TensorFlow's own interpreter is used; the choice is made at every load for that reason.
+    """
+    global runtime_name
+    order = ("tensorflow.lite",) if "tensorflow" in sys.modules else _RUNTIMES
+    for module_name in order:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        runtime_name = module_name.split(".")[0]
+        return module.Interpreter
+    raise HarkError(
+        "no TFLite runtime found: pip install 'hark[device]' "
+        "(tflite-runtime on Python <= 3.11, ai-edge-litert on Python >= 3.12)"
+    )
 
 
 def load_interpreter(

@@ -34,7 +34,14 @@ def test_free_path_does_not_reuse_a_taken_name(tmp_path):
 
 def test_pcm16_clips_instead_of_wrapping():
     pcm = to_pcm16(np.array([0.0, 0.5, 1.0, 1.7, -1.0, -3.0, np.nan], dtype=np.float32))
-    assert pcm.tolist() == [0, 16384, 32767, 32767, -32767, -32767, 0]
+    assert pcm.tolist() == [0, 16384, 32767, 32767, -32768, -32768, 0]
+
+
+def test_16_bit_audio_goes_back_out_bit_for_bit(tmp_path):
+    pcm = np.arange(-32768, 32768, 7, dtype=np.int16)
+    sf.write(tmp_path / "in.wav", pcm, 16000, subtype="PCM_16")
+    x, _ = sf.read(tmp_path / "in.wav", dtype="float32")
+    np.testing.assert_array_equal(to_pcm16(x), pcm)
 
 
 def test_write_wav_is_16k_mono_pcm16_with_the_samples(tmp_path):

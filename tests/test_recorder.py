@@ -9,6 +9,7 @@ import logging
 import os
 import subprocess
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -424,3 +425,119 @@ def test_mock_button_press_records_a_clip_and_a_long_press_background(tmp_path):
     finally:
         button.close()
         factory.close()
+
+
+# -- the daemon: `hark run -c CONFIG --input FILE` with mock GPIO, a button pressed on its pin ----------
+
+
+@pytest.fixture
+def small_bundle(request) -> Path:
+    """A trained bundle with the classes beep and chirp, from the trainer's session fixtures."""
+    try:
+        return Path(request.getfixturevalue("tone_bundle"))
+    except pytest.FixtureLookupError:
+        pytest.skip("tests/fixtures/models.py provides no tone_bundle fixture yet")
+
+
+def wait_for(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def seen_states(pin, seconds: float) -> set[bool]:
+    """The states ``pin`` shows when looked at every 10 ms for ``seconds``."""
+    states = set()
+    for _ in range(int(seconds / 0.01)):
+        states.add(bool(pin.state))
+        time.sleep(0.01)
+    return states
+
+
+def find_in(haystack: np.ndarray, needle: np.ndarray) -> int:
+    """Where ``needle`` starts in ``haystack`` (both int16), matching every sample; -1 if nowhere."""
+    windows = np.lib.stride_tricks.sliding_window_view(haystack, 64)
+    for start in np.flatnonzero((windows == needle[:64]).all(axis=1)):
+        if np.array_equal(haystack[start:start + len(needle)], needle):
+            return int(start)
+    return -1
+
+
+@pytest.mark.slow
+def test_button_on_the_running_daemon_records_a_clip_and_a_long_press_background(small_bundle, tmp_path):
+    from gpiozero import Device
+
+    from device.cli import main as hark
+    from tests.fixtures.synth import noise
+
+    audio = noise(np.random.default_rng(5), 7.0, level=0.05)
+    sf.write(tmp_path / "room.wav", audio, SR, subtype="PCM_16")
+    room = sf.read(tmp_path / "room.wav", dtype="int16")[0]
+    config = tmp_path / "hark.yaml"
+    config.write_text(f"""\
+model: {small_bundle}
+state_dir: {tmp_path / "state"}
+gpio:
+  mock: true
+  status_led: 5
+  buttons:
+    - pin: 26
+      label: beep
+  long_press_s: 0.3
+  bounce_s: 0
+recording:
+  dataset: {tmp_path / "ds"}
+  clip_seconds: 1.0
+  background_seconds: 1.0
+""")
+    dataset = tmp_path / "ds"
+    failures: list[BaseException] = []
+    led_states: list[set[bool]] = []
+
+    def press() -> None:
+        try:
+            def button_pin():
+                factory = Device.pin_factory
+                if factory is None or not any(26 in info.names for info in list(factory.pins)):
+                    return None
+                return factory.pin(26)
+
+            wait_for(lambda: button_pin() is not None, 30, "the daemon's button")
+            pin = button_pin()
+            status = Device.pin_factory.pin(5)
+            time.sleep(0.3)
+            listening = seen_states(status, 0.1)
+            pin.drive_low()  # short press: a clip of the button's label
+            time.sleep(0.05)
+            pin.drive_high()
+            recording = seen_states(status, 0.4)
+            wait_for(lambda: wav_files(dataset / "beep"), 4, "the clip")
+            time.sleep(0.1)
+            after = seen_states(status, 0.1)
+            led_states.extend([listening, recording, after])
+            pin.drive_low()  # held past long_press_s: background
+            time.sleep(0.6)
+            pin.drive_high()
+            wait_for(lambda: wav_files(dataset / "_background_noise_"), 4, "the background clip")
+        except BaseException as err:  # reported by the test thread
+            failures.append(err)
+
+    presser = threading.Thread(target=press, daemon=True)
+    presser.start()
+    assert hark(["run", "-c", str(config), "--input", str(tmp_path / "room.wav"), "--realtime"]) == 0
+    presser.join(5)
+    if failures:
+        raise failures[0]
+    # The status LED: steady on while listening, blinking while the clip records, steady again after.
+    assert led_states == [{True}, {True, False}, {True}]
+    [clip] = wav_files(dataset / "beep")
+    [background] = wav_files(dataset / "_background_noise_")
+    for path in (clip, background):
+        pcm = read_pcm(path)
+        assert len(pcm) == SR
+        start = find_in(room, pcm)
+        assert start >= 0, f"{path.name} is not a contiguous stretch of the input"
+    assert find_in(room, read_pcm(clip)) < find_in(room, read_pcm(background))
+    assert all_files(dataset) == sorted([f"beep/{clip.name}", f"_background_noise_/{background.name}"])

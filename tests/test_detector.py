@@ -1,0 +1,146 @@
+"""The detector on hand-made score sequences: smoothing, thresholds, refractory periods, overrides."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from device.detector import Detection, Detector, DetectorSettings
+from device.errors import HarkError
+
+LABELS = ["background", "beep", "chirp"]
+STEP = 0.08  # seconds between head outputs, as with the speech base
+
+
+def settings(**kwargs: object) -> DetectorSettings:
+    """The manifest's settings with these overrides; decisions at once unless ``decision_s`` is given."""
+    kwargs.setdefault("decision_s", 0.0)
+    manifest = {"thresholds": {"beep": 0.6, "chirp": 0.7}, "smoothing": 1, "refractory_s": 1.0}
+    return DetectorSettings.resolve(LABELS[1:], manifest, **kwargs)  # type: ignore[arg-type]
+
+
+def run(detector: Detector, beep: list[float], chirp: list[float] | None = None) -> list[Detection]:
+    chirp = chirp if chirp is not None else [0.0] * len(beep)
+    out: list[Detection] = []
+    for i, (b, c) in enumerate(zip(beep, chirp, strict=True)):
+        out += detector.update(np.array([1.0 - b - c, b, c]), round((i + 1) * STEP, 3))
+    return out
+
+
+def test_fires_once_at_the_crossing_with_its_score_and_time() -> None:
+    detector = Detector(LABELS, settings())
+    found = run(detector, [0.1, 0.3, 0.65, 0.9, 0.95, 0.9, 0.4, 0.1])
+    assert found == [Detection("beep", pytest.approx(0.65), 0.24)]
+
+
+def test_below_threshold_never_fires() -> None:
+    detector = Detector(LABELS, settings())
+    assert run(detector, [0.59] * 50, [0.69] * 50) == []
+
+
+def test_per_class_thresholds() -> None:
+    # 0.65 passes beep's 0.6 but not chirp's 0.7.
+    assert [d.label for d in run(Detector(LABELS, settings()), [0.65] * 3)] == ["beep"]
+    assert run(Detector(LABELS, settings()), [0.0] * 3, [0.65] * 3) == []
+
+
+def test_smoothing_ignores_a_single_spike_but_not_a_sustained_score() -> None:
+    spike = [0.0, 0.0, 0.95, 0.0, 0.0]
+    assert [d.label for d in run(Detector(LABELS, settings(smoothing=1)), spike)] == ["beep"]
+    assert run(Detector(LABELS, settings(smoothing=3)), spike) == []
+    sustained = [0.0, 0.9, 0.9, 0.9, 0.9, 0.0]
+    found = run(Detector(LABELS, settings(smoothing=3)), sustained)
+    # The mean of the last three first reaches 0.6 over (0.0, 0.9, 0.9), at the third output.
+    assert [(d.label, d.time_s) for d in found] == [("beep", 0.24)]
+    assert found[0].score == pytest.approx(0.6)
+
+
+def test_one_long_sound_fires_once_even_past_the_refractory_period() -> None:
+    detector = Detector(LABELS, settings(refractory_s=0.5))
+    assert len(run(detector, [0.9] * 100)) == 1  # 8 s above threshold
+
+
+def test_refractory_period_merges_close_bursts_and_keeps_separate_ones() -> None:
+    burst, gap = [0.9] * 3, [0.0] * 5  # bursts 0.64 s apart (start to start)
+    detector = Detector(LABELS, settings(refractory_s=1.0))
+    assert len(run(detector, burst + gap + burst)) == 1
+    detector = Detector(LABELS, settings(refractory_s=0.5))
+    times = [d.time_s for d in run(detector, burst + gap + burst)]
+    assert times == [0.08, 0.72]
+
+
+def test_refractory_period_per_class() -> None:
+    burst, gap = [0.9] * 3, [0.0] * 5
+    detector = Detector(LABELS, settings(refractory_s={"beep": 0.3}))  # chirp keeps the manifest's 1.0
+    assert len(run(detector, burst + gap + burst, [0.0] * 11)) == 2
+    detector = Detector(LABELS, settings(refractory_s={"beep": 0.3}))
+    assert len(run(detector, [0.0] * 11, burst + gap + burst)) == 1
+
+
+def test_two_classes_crossing_together_give_one_detection_the_clearer_one() -> None:
+    detector = Detector(LABELS, settings())
+    found = run(detector, [0.0, 0.61, 0.61, 0.0], [0.0, 0.39, 0.39, 0.0])
+    assert [d.label for d in found] == ["beep"]
+
+
+def test_decision_period_picks_the_class_the_whole_sound_supports() -> None:
+    # The onset of a chirp looks like a beep for two outputs, then the chirp takes over.
+    beep = [0.0, 0.95, 0.9, 0.27, 0.0, 0.0, 0.0]
+    chirp = [0.0, 0.02, 0.06, 0.73, 1.0, 1.0, 0.0]
+    at_once = run(Detector(LABELS, settings()), beep, chirp)
+    assert [d.label for d in at_once] == ["beep", "chirp"]
+    decided = run(Detector(LABELS, settings(decision_s=0.15)), beep, chirp)
+    assert [(d.label, d.time_s) for d in decided] == [("chirp", 0.32)]  # opened at 0.16, decided 2 outputs later
+    assert decided[0].score == pytest.approx(0.73)
+
+
+def test_decision_period_keeps_a_clear_sound_and_its_latency_is_bounded() -> None:
+    found = run(Detector(LABELS, settings(decision_s=0.15)), [0.0, 0.9, 0.95, 0.9, 0.9, 0.0])
+    assert [(d.label, d.time_s, d.score) for d in found] == [("beep", 0.32, pytest.approx(0.95))]
+
+
+def test_last_scores_are_the_smoothed_ones() -> None:
+    detector = Detector(LABELS, settings(smoothing=2))
+    run(detector, [0.2, 0.6])
+    assert detector.last_scores["beep"] == pytest.approx(0.4)
+    assert set(detector.last_scores) == set(LABELS)
+
+
+def test_reset_forgets_history_and_refractory() -> None:
+    detector = Detector(LABELS, settings(refractory_s=100.0))
+    assert len(run(detector, [0.9] * 3)) == 1
+    detector.reset()
+    assert len(run(detector, [0.9] * 3)) == 1
+
+
+def test_manifest_defaults_and_caller_overrides() -> None:
+    s = settings()
+    assert s.thresholds == {"beep": 0.6, "chirp": 0.7}
+    s = settings(thresholds={"chirp": 0.3}, smoothing=4, refractory_s=2.5)
+    assert s.thresholds == {"beep": 0.6, "chirp": 0.3}
+    assert s.smoothing == {"beep": 4, "chirp": 4}
+    assert s.refractory_s == {"beep": 2.5, "chirp": 2.5}
+    bare = DetectorSettings.resolve(["beep"], None)
+    assert bare.thresholds == {"beep": 0.5} and bare.smoothing == {"beep": 1} and bare.decision_s == 0.15
+    assert DetectorSettings.resolve(["beep"], {"decision_s": 0.3}).decision_s == 0.3
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"thresholds": {"meow": 0.5}}, "unknown class 'meow'"),
+        ({"thresholds": {"beep": 1.5}}, "beep = 1.5 is out of range"),
+        ({"refractory_s": -1}, "out of range"),
+        ({"smoothing": 0}, "out of range"),
+        ({"thresholds": "high"}, "expected a number"),
+        ({"decision_s": -0.1}, "decision_s"),
+    ],
+)
+def test_bad_overrides_are_one_clear_error(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(HarkError, match=message):
+        settings(**kwargs)
+
+
+def test_bad_manifest_values_name_the_manifest() -> None:
+    with pytest.raises(HarkError, match="manifest detection.thresholds"):
+        DetectorSettings.resolve(["beep"], {"thresholds": {"beep": "x"}})

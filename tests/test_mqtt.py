@@ -1,0 +1,289 @@
+"""MQTT against a real mosquitto: topics, payloads, retain flags, discovery, commands, outages, restarts."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from device import __version__
+from device.config import MqttConfig
+from device.errors import HarkError
+from device.mqtt import MqttPublisher, Outbox, RecordCommand, parse_mute, parse_record
+from tests.fixtures.broker import Broker, Subscriber
+
+LABELS = ["background", "beep", "chirp"]
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def settings(broker: Broker, **over: object) -> MqttConfig:
+    base: dict[str, object] = dict(host=broker.host, port=broker.port, device_id="kitchen", keepalive=5,
+                                   reconnect_min_s=1, reconnect_max_s=1, flush_s=5)
+    base.update(over)
+    return MqttConfig(**base)  # type: ignore[arg-type]
+
+
+def publisher(broker: Broker, state_dir: Path, **kwargs: object) -> MqttPublisher:
+    on_mute = kwargs.pop("on_mute", None)
+    on_record = kwargs.pop("on_record", None)
+    pub = MqttPublisher(settings(broker, **kwargs), state_dir=state_dir, model_name="tones", labels=LABELS,
+                        on_mute=on_mute, on_record=on_record, record_max_s=30)  # type: ignore[arg-type]
+    pub.start()
+    return pub
+
+
+def events(sub: Subscriber) -> list[dict]:
+    return [m.json() for m in sub.on("hark/kitchen/event")]
+
+
+def test_event_state_availability_and_discovery_on_the_wire(broker: Broker, tmp_path: Path) -> None:
+    sub = Subscriber(broker, ["hark/#", "homeassistant/#"])
+    pub = publisher(broker, tmp_path, binary_sensor=True, off_delay=3)
+    try:
+        sub.wait_for(lambda: sub.on("hark/kitchen/availability"))
+        first = pub.publish_event("beep", 0.91234)
+        second = pub.publish_event("chirp", 0.7)
+        assert second > first
+        assert pub.flush(5)
+        got = sub.wait_for(lambda: len(sub.on("hark/kitchen/event")) == 2 and sub.on("hark/kitchen/event"))
+        assert [m.retain for m in got] == [False, False]
+        assert [m.qos for m in got] == [1, 1]
+        one, two = (m.json() for m in got)
+        assert one["event_type"] == "beep" and two["event_type"] == "chirp"
+        assert one["score"] == pytest.approx(0.9123) and one["model"] == "tones"
+        assert (one["id"], two["id"]) == (first, second)
+        assert set(one) == {"event_type", "score", "time", "model", "id"}
+        assert datetime.fromisoformat(one["time"].replace("Z", "+00:00")).tzinfo is not None
+        # binary sensors get a momentary ON on their own topic
+        assert [m.payload for m in sub.on("hark/kitchen/detected/beep")] == [b"ON"]
+    finally:
+        pub.stop()
+        sub.close()
+
+    # A late subscriber sees the retained documents, with the retain flag set.
+    late = Subscriber(broker, ["hark/#", "homeassistant/#"])
+    try:
+        late.wait_for(lambda: late.on("hark/kitchen/availability") and late.on("homeassistant/event/hark_kitchen/"
+                                                                                 "detection/config"))
+        (avail,) = late.on("hark/kitchen/availability")
+        assert avail.retain and avail.payload == b"offline"  # clean stop said offline itself
+        (state,) = late.on("hark/kitchen/state")
+        assert state.retain
+        assert state.json() == {"state": "listening", "muted": False, "version": __version__, "model": "tones",
+                                "labels": ["beep", "chirp"]}
+        (doc_msg,) = late.on("homeassistant/event/hark_kitchen/detection/config")
+        assert doc_msg.retain
+        doc = doc_msg.json()
+        assert doc["event_types"] == ["beep", "chirp"]
+        assert doc["state_topic"] == "hark/kitchen/event"
+        assert doc["availability_topic"] == "hark/kitchen/availability"
+        assert doc["unique_id"] == "hark_kitchen_detection"
+        assert doc["device"]["identifiers"] == ["hark_kitchen"]
+        assert doc["device"]["sw_version"] == __version__
+        assert {"name", "model"} <= set(doc["device"])
+        assert doc["origin"]["name"] == "hark"
+        (sensor,) = late.on("homeassistant/binary_sensor/hark_kitchen/beep/config")
+        assert sensor.json()["off_delay"] == 3 and sensor.json()["state_topic"] == "hark/kitchen/detected/beep"
+        assert late.on("homeassistant/binary_sensor/hark_kitchen/chirp/config")
+        assert not late.on("hark/kitchen/event"), "events must not be retained"
+        assert not late.on("homeassistant/binary_sensor/hark_kitchen/background/config")
+    finally:
+        late.close()
+
+
+def test_no_binary_sensors_unless_asked_and_custom_topics(broker: Broker, tmp_path: Path) -> None:
+    sub = Subscriber(broker, ["#"])
+    pub = publisher(broker, tmp_path, base_topic="home/sounds", discovery_prefix="ha")
+    try:
+        sub.wait_for(lambda: sub.on("home/sounds/kitchen/availability"))
+        pub.publish_event("beep", 0.8)
+        sub.wait_for(lambda: sub.on("home/sounds/kitchen/event"))
+        topics = {m.topic for m in sub.messages}
+        assert "ha/event/hark_kitchen/detection/config" in topics
+        assert not any("binary_sensor" in t for t in topics)
+    finally:
+        pub.stop()
+        sub.close()
+
+
+def test_discovery_republished_when_home_assistant_comes_online(broker: Broker, tmp_path: Path) -> None:
+    sub = Subscriber(broker, ["homeassistant/event/#"])
+    pub = publisher(broker, tmp_path)
+    try:
+        sub.wait_for(lambda: len(sub.messages) == 1)
+        sub.client.publish("homeassistant/status", "offline")
+        time.sleep(0.3)
+        assert len(sub.messages) == 1
+        sub.client.publish("homeassistant/status", "online")
+        sub.wait_for(lambda: len(sub.messages) == 2)
+    finally:
+        pub.stop()
+        sub.close()
+
+
+def test_commands_and_bad_payloads(broker: Broker, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    mutes: list[bool] = []
+    records: list[RecordCommand] = []
+    sub = Subscriber(broker, ["hark/kitchen/state"])
+    pub = publisher(broker, tmp_path, on_mute=mutes.append, on_record=records.append)
+    caplog.set_level(logging.WARNING, logger="device.mqtt")
+    try:
+        sub.wait_for(lambda: sub.on("hark/kitchen/state"))
+        send = sub.client.publish
+        for bad in [b"maybe", b"", b"\xff\xfe"]:
+            send("hark/kitchen/mute/set", bad, qos=1)
+        for bad in [b"not json", b"[1,2]", b'{"label": "../etc"}', b'{"label": "/abs"}', b'{"label": "Beep"}',
+                    b'{"label": "beep", "seconds": 1e9}', b'{"label": "beep", "seconds": "2"}',
+                    b'{"label": "beep", "extra": 1}', b'{"label": 5}', b"x" * 5000]:
+            send("hark/kitchen/record/set", bad, qos=1)
+        send("hark/kitchen/mute/set", b"ON", qos=1)
+        send("hark/kitchen/record/set", b'{"label": "beep", "seconds": 2.5}', qos=1)
+        send("hark/kitchen/record/set", b'{"label": "background"}', qos=1)
+        send("hark/kitchen/record/set", b"{}", qos=1)
+        send("hark/kitchen/mute/set", b"off", qos=1)
+        sub.wait_for(lambda: len(mutes) == 2 and len(records) == 3)
+        assert mutes == [True, False]
+        assert records == [RecordCommand("beep", 2.5), RecordCommand(None, 1.0), RecordCommand(None, 1.0)]
+        ignored = [r.getMessage() for r in caplog.records if "ignored a bad command" in r.getMessage()]
+        assert len(ignored) == 13
+        assert any("../etc" in m for m in ignored)
+
+        pub.set_state("muted", muted=True)
+        sub.wait_for(lambda: sub.on("hark/kitchen/state")[-1].json()["state"] == "muted")
+        assert sub.on("hark/kitchen/state")[-1].json()["muted"] is True
+    finally:
+        pub.stop()
+        sub.close()
+
+
+def test_parsers_directly() -> None:
+    assert parse_mute(b" ON\n") is True
+    with pytest.raises(HarkError):
+        parse_mute(b"1")
+    assert parse_record(b'{"seconds": 3}', default_seconds=1, max_seconds=10) == RecordCommand(None, 3.0)
+    with pytest.raises(HarkError, match="seconds"):
+        parse_record(b'{"label": "beep", "seconds": 0}', default_seconds=1, max_seconds=10)
+    with pytest.raises(HarkError, match="seconds"):
+        parse_record(b'{"label": "beep", "seconds": true}', default_seconds=1, max_seconds=10)
+
+
+def test_broker_killed_mid_run_every_event_arrives_in_order_once(broker: Broker, tmp_path: Path) -> None:
+    sub = Subscriber(broker, ["hark/kitchen/event"])
+    # The publisher's first reconnect comes 3 s after it lost the broker; the test's new subscriber is
+    # in place long before, so it sees everything the publisher delivers after the restart.
+    pub = publisher(broker, tmp_path, reconnect_min_s=3, reconnect_max_s=3)
+    after: Subscriber | None = None
+    try:
+        ids = [pub.publish_event("beep", 0.9) for _ in range(5)]
+        assert pub.flush(5)
+        sub.wait_for(lambda: len(events(sub)) == 5)
+        broker.kill()
+        t0 = time.monotonic()
+        ids += [pub.publish_event("chirp", 0.8) for _ in range(10)]  # during the outage
+        assert time.monotonic() - t0 < 1.0, "publishing must not wait for the network"
+        assert not pub.flush(0.3)
+        assert pub.pending >= 10
+        broker.start()
+        after = Subscriber(broker, ["hark/kitchen/event"])
+        assert not pub._connected.is_set(), "precondition: the subscriber was back before the publisher"
+        ids += [pub.publish_event("beep", 0.7) for _ in range(3)]
+        assert pub.flush(15)
+        after.wait_for(lambda: len(events(after)) >= 13, timeout=5)
+        time.sleep(0.3)
+        got = [e["id"] for e in events(sub)[:5] + events(after)]
+        assert got == ids, "every event, in order, once"
+        assert ids == sorted(ids) and len(set(ids)) == 18
+        assert [e["event_type"] for e in events(after)] == ["chirp"] * 10 + ["beep"] * 3
+    finally:
+        pub.stop()
+        sub.close()
+        if after is not None:
+            after.close()
+
+
+PUBLISHER_SCRIPT = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    from device.config import MqttConfig
+    from device.mqtt import MqttPublisher
+    port, state, n = int(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
+    cfg = MqttConfig(host="127.0.0.1", port=port, device_id="kitchen", keepalive=5, reconnect_min_s=1,
+                     reconnect_max_s=1)
+    pub = MqttPublisher(cfg, state_dir=state, model_name="tones", labels=["background", "beep", "chirp"])
+    pub.start()
+    ids = [pub.publish_event("beep", 0.9) for _ in range(n)]
+    print(" ".join(map(str, ids)), flush=True)
+    time.sleep(60)
+""")
+
+
+def run_publisher_process(broker: Broker, state: Path, n: int) -> tuple[subprocess.Popen[str], list[int]]:
+    proc = subprocess.Popen([sys.executable, "-c", PUBLISHER_SCRIPT, str(broker.port), str(state), str(n)],
+                            cwd=ROOT, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    return proc, [int(x) for x in line.split()]
+
+
+def test_publisher_killed_during_outage_queued_events_arrive_after_restart(broker: Broker, tmp_path: Path) -> None:
+    broker.kill()
+    proc, queued = run_publisher_process(broker, tmp_path, 4)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    assert len(queued) == 4
+    assert len(Outbox(tmp_path / "mqtt-outbox.sqlite3", max_events=100)) == 4  # on disk, not lost
+
+    broker.start()
+    sub = Subscriber(broker, ["hark/kitchen/event"])
+    pub = publisher(broker, tmp_path)
+    try:
+        later = pub.publish_event("chirp", 0.5)
+        assert later > max(queued), "ids keep increasing across restarts"
+        assert pub.flush(10)
+        sub.wait_for(lambda: len(events(sub)) >= 5)
+        time.sleep(0.2)
+        assert [e["id"] for e in events(sub)] == [*queued, later]
+        assert pub.pending == 0
+    finally:
+        pub.stop()
+        sub.close()
+
+
+def test_last_will_says_offline_when_the_process_dies(broker: Broker, tmp_path: Path) -> None:
+    sub = Subscriber(broker, ["hark/kitchen/availability", "hark/kitchen/event"])
+    proc, ids = run_publisher_process(broker, tmp_path, 1)
+    try:
+        sub.wait_for(lambda: [m.payload for m in sub.on("hark/kitchen/availability")] == [b"online"])
+        sub.wait_for(lambda: events(sub))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        # keepalive 5 s: the broker notices the dead socket at once (the kernel closes it) and sends the will
+        sub.wait_for(lambda: [m.payload for m in sub.on("hark/kitchen/availability")] == [b"online", b"offline"])
+        assert [e["id"] for e in events(sub)] == ids
+    finally:
+        proc.kill()
+        proc.wait()
+        sub.close()
+
+
+def test_outbox_is_bounded_and_drops_the_oldest(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    box = Outbox(tmp_path / "o.sqlite3", max_events=3)
+    ids = [box.add("t", {"event_type": "beep", "n": i}) for i in range(5)]
+    assert len(box) == 3
+    first = box.first()
+    assert first is not None and first[0] == ids[2]
+    assert json.loads(first[2]) == {"event_type": "beep", "n": 2, "id": ids[2]}
+    assert "dropped the oldest" in caplog.text
+    box.close()
+    again = Outbox(tmp_path / "o.sqlite3", max_events=3)
+    assert again.add("t", {}) == ids[-1] + 1
+    again.close()

@@ -1,0 +1,189 @@
+"""The streaming pipeline and ``hark detect`` on generated audio with sounds at known times."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from device.detect import detect_file
+from device.detector import Detection
+from device.model import Model
+from device.pipeline import Pipeline
+from tests.fixtures.synth import SR, write_stream
+
+EVENTS = [(1.5, "beep"), (4.0, "chirp"), (6.7, "beep"), (9.2, "chirp"), (12.0, "chirp"), (14.3, "beep")]
+LENGTH = {"beep": 0.4, "chirp": 0.5}  # seconds, as tests/fixtures/synth.py makes them
+
+
+@pytest.fixture(scope="module")
+def model(tone_bundle: Path) -> Model:
+    return Model.load(tone_bundle)
+
+
+@pytest.fixture(scope="module")
+def stream(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_stream(tmp_path_factory.mktemp("stream") / "stream.wav", EVENTS, seconds=17.0, seed=3)
+
+
+def run_chunks(pipeline: Pipeline, audio: np.ndarray, chunk: int) -> list[Detection]:
+    found: list[Detection] = []
+    for i in range(0, len(audio), chunk):
+        found += pipeline.process(audio[i:i + chunk])
+    return found + pipeline.flush()
+
+
+def assert_matches_events(found: list[Detection], events: list[tuple[float, str]]) -> None:
+    """Each event detected exactly once, with its label, after the sound began and soon after it ended."""
+    assert len(found) == len(events), found
+    for d, (start, label) in zip(found, events, strict=True):
+        end = start + LENGTH[label]
+        assert d.label == label, (d, start)
+        assert start < d.time_s <= end + 1.0, (d, start)
+
+
+def test_sounds_at_known_times_are_detected_once_each_at_the_right_time(model: Model, stream: Path) -> None:
+    found = detect_file(model, str(stream))
+    assert_matches_events(found, EVENTS)
+    assert all(d.score >= model.thresholds[d.label] for d in found)
+
+
+def test_silence_and_noise_trigger_nothing(model: Model, tmp_path: Path) -> None:
+    pipeline = Pipeline(model)
+    assert run_chunks(pipeline, np.zeros(20 * SR, np.float32), 1280) == []
+    # Digital silence: the energy gate kept the head (and the frontend) from running at all.
+    assert pipeline.head_runs == 0 and pipeline.gated_windows > 200
+    noise_only = write_stream(tmp_path / "noise.wav", [], seconds=20.0, seed=5)
+    pipeline = Pipeline(model)
+    assert run_chunks(pipeline, sf.read(noise_only, dtype="float32")[0], 1280) == []
+    assert pipeline.head_runs > 200  # noise is not silence: every window was scored
+
+
+@pytest.mark.parametrize("chunk", [1280, 7000, 160, 33333])
+def test_chunk_size_changes_nothing(model: Model, stream: Path, chunk: int) -> None:
+    audio = sf.read(stream, dtype="float32")[0]
+    reference = run_chunks(Pipeline(model), audio, 1280)
+    got = run_chunks(Pipeline(model), audio, chunk)
+    assert [(d.label, d.time_s) for d in got] == [(d.label, d.time_s) for d in reference]
+    assert [d.score for d in got] == pytest.approx([d.score for d in reference], abs=1e-5)
+
+
+def test_one_sample_at_a_time_changes_nothing(model: Model, tmp_path: Path) -> None:
+    short = sf.read(write_stream(tmp_path / "short.wav", [(1.0, "chirp")], seconds=3.0, seed=4), dtype="float32")[0]
+    reference = run_chunks(Pipeline(model), short, 1280)
+    assert [d.label for d in reference] == ["chirp"]
+    got = run_chunks(Pipeline(model), short, 1)
+    assert [(d.label, d.time_s) for d in got] == [(d.label, d.time_s) for d in reference]
+
+
+def test_energy_gate_skips_digital_silence_without_changing_detections(model: Model, stream: Path) -> None:
+    audio = sf.read(stream, dtype="float32")[0]
+    gap = np.zeros(6 * SR, np.float32)
+    # Silence before, between (cut right after a sound) and after the sounds.
+    cut = int(5.0 * SR)
+    gapped = np.concatenate([gap, audio[:cut], gap, audio[cut:], gap])
+    events = [(t + 6.0 + (6.0 if t >= 5.0 else 0.0), label) for t, label in EVENTS]
+    gated, ungated = Pipeline(model), Pipeline(model, energy_gate=False)
+    with_gate = run_chunks(gated, gapped, 1280)
+    without = run_chunks(ungated, gapped, 1280)
+    assert_matches_events(with_gate, events)
+    assert [(d.label, d.time_s) for d in with_gate] == [(d.label, d.time_s) for d in without]
+    assert [d.score for d in with_gate] == pytest.approx([d.score for d in without], abs=1e-5)
+    assert gated.head_runs < ungated.head_runs - 3 * 5 * SR // (160 * model.stride)
+
+
+def test_energy_gate_never_drops_a_quiet_sound(model: Model) -> None:
+    rng = np.random.default_rng(0)
+    from tests.fixtures.synth import beep
+
+    audio = np.zeros(4 * SR, np.float32)
+    audio[SR:SR + int(0.4 * SR)] = beep(rng) * 0.02  # -34 dBFS peak in digital silence: far above the gate
+    assert [(d.label, d.time_s) for d in run_chunks(Pipeline(model), audio, 1280)] == \
+        [(d.label, d.time_s) for d in run_chunks(Pipeline(model, energy_gate=False), audio, 1280)]
+
+
+def test_a_44k_stereo_file_gives_the_same_detections(model: Model, stream: Path, tmp_path: Path) -> None:
+    from scipy.signal import resample_poly
+
+    audio = sf.read(stream, dtype="float32")[0]
+    hi = resample_poly(audio, 441, 160).astype(np.float32)
+    path = tmp_path / "stereo44k.flac"
+    sf.write(path, np.stack([hi, hi], axis=1), 44100)
+    found = detect_file(model, str(path))
+    assert_matches_events(found, EVENTS)
+    reference = detect_file(model, str(stream))
+    assert [d.label for d in found] == [d.label for d in reference]
+    assert np.allclose([d.time_s for d in found], [d.time_s for d in reference], atol=0.081)
+
+
+def test_time_and_scores_are_exposed(model: Model) -> None:
+    pipeline = Pipeline(model)
+    pipeline.process(np.full(SR // 2, 0.01, np.float32))
+    assert pipeline.time_s == 0.5
+    assert set(pipeline.last_scores) == set(model.labels)
+
+
+def test_overrides_reach_the_detector(model: Model, stream: Path) -> None:
+    assert detect_file(model, str(stream), thresholds=1.0) == []
+    strict = Pipeline(model, thresholds={"beep": 0.99}, refractory_s=3.0, smoothing=2)
+    assert strict.settings.thresholds["beep"] == 0.99
+    assert strict.settings.thresholds["chirp"] == model.thresholds["chirp"]
+    assert strict.settings.refractory_s == {"beep": 3.0, "chirp": 3.0}
+
+
+# --- the command ------------------------------------------------------------------------------------
+
+def hark(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "device", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_hark_detect_json(tone_bundle: Path, model: Model, stream: Path) -> None:
+    result = hark("detect", "-m", str(tone_bundle), str(stream), "--json")
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert all(set(line) == {"label", "score", "time_s"} for line in lines)
+    found = [Detection(**line) for line in lines]
+    assert_matches_events(found, EVENTS)
+    direct = detect_file(model, str(stream))
+    assert [(d.label, d.time_s) for d in found] == [(d.label, round(d.time_s, 3)) for d in direct]
+
+
+def test_hark_detect_readable(tone_bundle: Path, stream: Path) -> None:
+    result = hark("detect", "-m", str(tone_bundle), str(stream))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == len(EVENTS) + 1
+    assert lines[0].split()[:2] == ["00:01.850", "beep"] or lines[0].split()[1] == "beep"
+    assert lines[-1] == f"{len(EVENTS)} detection(s) in 17.0 s of audio"
+
+
+def test_hark_detect_bad_inputs_are_one_line(tone_bundle: Path, stream: Path, tmp_path: Path) -> None:
+    junk = tmp_path / "junk.wav"
+    junk.write_bytes(b"not audio at all")
+    broken = tmp_path / "broken"
+    shutil.copytree(tone_bundle, broken)
+    head = broken / "head.tflite"
+    head.write_bytes(head.read_bytes()[:100])
+    old = tmp_path / "old"
+    shutil.copytree(tone_bundle, old)
+    manifest = json.loads((old / "manifest.json").read_text())
+    (old / "manifest.json").write_text(json.dumps({**manifest, "format_version": 99}))
+    cases = [
+        (["-m", str(tone_bundle), str(junk)], "junk.wav: cannot decode audio"),
+        (["-m", str(tone_bundle), str(tmp_path / "none.wav")], "none.wav: no such audio file"),
+        (["-m", str(tmp_path / "nothing"), str(stream)], "model bundle not found"),
+        (["-m", str(broken), str(stream)], "head.tflite: sha256 does not match"),
+        (["-m", str(old), str(stream)], "format version 99"),
+    ]
+    for args, message in cases:
+        result = hark("detect", *args)
+        assert result.returncode == 2, (args, result.stderr)
+        errors = [line for line in result.stderr.splitlines() if line.startswith("hark: error:")]
+        assert len(errors) == 1 and message in errors[0], result.stderr
+        assert "Traceback" not in result.stderr
