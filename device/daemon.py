@@ -76,7 +76,7 @@ class Daemon:
     # ------------------------------------------------------------ building the sinks
 
     def _open_sinks(self) -> None:
-        from device.gpio import Gpio
+        from device.gpio import open_gpio
         from device.recorder import Recorder
 
         rec = self.config.recording
@@ -88,7 +88,7 @@ class Daemon:
             capture=rec.capture, capture_seconds=rec.capture_seconds, model=self.model_name,
             on_recording=self._on_recording,
         )
-        self.gpio = Gpio(self.config.gpio, classes=self.classes, on_button=self._on_button)
+        self.gpio = open_gpio(self.config, classes=self.classes, on_button=self._on_button)
         if self.config.mqtt is not None:
             from device.mqtt import MqttPublisher
 

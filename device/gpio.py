@@ -26,7 +26,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any, Literal
 
-from device.config import BuzzerStep, GpioConfig
+from device.config import BuzzerStep, Config, GpioConfig
 from device.errors import HarkError
 from device.labels import BACKGROUND
 
@@ -328,3 +328,15 @@ class Gpio:
                 log.debug("closing %r: %s", device, err)
         self._devices.clear()
         self.available = False
+
+
+def open_gpio(config: Config, *, classes: list[str], on_button: Callable[[str | None], None] | None = None,
+              strict: bool = False) -> Gpio:
+    """:class:`Gpio` for a whole config: a problem with a ``gpio.*`` key is reported at its line in the file."""
+    try:
+        return Gpio(config.gpio, classes=classes, on_button=on_button, strict=strict)
+    except HarkError as err:
+        key, sep, problem = str(err).partition(": ")
+        if sep and key.startswith("gpio."):
+            raise config.error(key, problem) from None
+        raise

@@ -51,7 +51,7 @@ from device.labels import BACKGROUND, check_label
 log = logging.getLogger(__name__)
 
 MAX_COMMAND_BYTES = 1024
-ORIGIN = {"name": "hark", "sw_version": __version__, "support_url": "https://github.com/hark-audio/hark"}
+ORIGIN = {"name": "hark", "sw_version": __version__}
 
 
 class Outbox:

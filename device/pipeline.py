@@ -38,7 +38,8 @@ class Pipeline:
     """Frontend, head and detector over one stream; feed it with :meth:`process`, end it with :meth:`flush`.
 
     ``thresholds``, ``refractory_s`` and ``smoothing`` override the manifest's (a number for
-    every class or a mapping per class), ``decision_s`` its decision period (see :mod:`device.detector`). ``energy_gate`` is ``True`` (the -70 dBFS gate above),
+    every class or a mapping per class), ``decision_s`` its decision period (see :mod:`device.detector`).
+    ``energy_gate`` is ``True`` (the -70 dBFS gate above),
     ``False``, or a peak level in dBFS.
     """
 

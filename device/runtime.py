@@ -34,6 +34,8 @@ def interpreter_class() -> Any:
         except ImportError:
             continue
         runtime_name = module_name.split(".")[0]
+        if not hasattr(module, "Interpreter"):  # the tensorflow.lite package; the API is tf.lite
+            return importlib.import_module("tensorflow").lite.Interpreter
         return module.Interpreter
     raise HarkError(
         "no TFLite runtime found: pip install 'hark[device]' "

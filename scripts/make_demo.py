@@ -108,10 +108,12 @@ def make_dataset(root: Path, *, per_class: int, seed: int) -> None:
     rng = np.random.default_rng(seed)
     if root.exists():
         shutil.rmtree(root)
-    for label, words in [(w, (w,)) for w in WORDS] + [("_unknown_", DISTRACTORS)]:
+    # Twice as many other words as clips per word: they teach the model what the words are not.
+    for label, words, count in [(w, (w,), per_class) for w in WORDS] + [("_unknown_", DISTRACTORS, 2 * per_class)]:
         (root / label).mkdir(parents=True)
-        for i in range(per_class):
-            word = speak(str(rng.choice(words)), rng, VOICES)
+        for i in range(count):
+            # Every other word in turn, so near-misses like "light" are all there several times.
+            word = speak(words[i % len(words)], rng, VOICES)
             sf.write(root / label / f"{label.strip('_')}_{i:03d}.wav", place(word, 1.0, rng), SR, subtype="PCM_16")
     (root / "_background_noise_").mkdir()
     for i in range(6):
@@ -165,7 +167,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=ROOT / "demo", help="where the demo goes (default demo/)")
     parser.add_argument("--data", type=Path, default=ROOT / "build" / "demo-data", help="dataset folder (scratch)")
-    parser.add_argument("--per-class", type=int, default=24, help="clips per word (default 24)")
+    parser.add_argument("--per-class", type=int, default=30, help="clips per word (default 30)")
     parser.add_argument("--seconds", type=float, default=45.0, help="length of the recording (default 45)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-train", action="store_true", help="keep the model there is; remake audio only")

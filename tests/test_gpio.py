@@ -58,8 +58,8 @@ def test_detection_blinks_its_own_led_and_beeps(caplog: pytest.LogCaptureFixture
     assert states(27) == [False], "the other class's LED stays dark"
     assert states(22) == [False, True, False, True, False]
     on1, off1, on2 = durations(22)[1:4]
-    assert on1 == pytest.approx(0.05, abs=0.04) and off1 == pytest.approx(0.05, abs=0.04)
-    assert on2 == pytest.approx(0.1, abs=0.05)
+    # generous bounds: other jobs share the CPU; the pattern's shape (short, short, longer) still shows
+    assert 0.03 <= on1 < 0.2 and 0.03 <= off1 < 0.2 and 0.08 <= on2 < 0.3
     assert "mock pin GPIO17 -> on" in caplog.text  # mock mode logs pin changes
     gpio.close()
 
@@ -116,8 +116,8 @@ def test_status_led_listening_recording_error_muted() -> None:
     assert fast >= 5, "recording blinks fast (0.1 s)"
     Device.pin_factory.pin(23).clear_states()
     gpio.set_status("error")
-    time.sleep(0.55)
-    assert 2 <= len(states(23)) <= 3, "error blinks slowly (1 s)"
+    time.sleep(1.3)
+    assert 2 <= len(states(23)) <= 4, "error blinks slowly (1 s on, 1 s off)"
     gpio.set_status("muted")
     assert states(23)[-1] is False
     gpio.close()

@@ -13,7 +13,8 @@ ROOT = Path(__file__).resolve().parent.parent
 UNIT = ROOT / "systemd" / "hark.service"
 EXEC = "/opt/hark/.venv/bin/hark"
 # The one complaint expected on a machine where hark is not installed at the README's path.
-MISSING_BINARY = re.compile(rf"^[\w.-]+\.service: Command {re.escape(EXEC)} is not executable: No such file or directory$")
+MISSING_BINARY = re.compile(
+    rf"^[\w.-]+\.service: Command {re.escape(EXEC)} is not executable: No such file or directory$")
 
 
 def verify(unit: Path) -> list[str]:

@@ -9,8 +9,8 @@ stream; bench_cost.py: CPU and memory against openWakeWord). They run one after 
 machine has few cores and each wants them all), their full output goes to ``DIR/<name>.log``,
 and their results are gathered into one table for the README's Performance section.
 
-A result is any line a benchmark prints as ``name: value`` (or ``name = value``) in its last
-paragraph; everything else stays in its log. A benchmark that fails is shown as failed with
+A result is a line a benchmark prints starting with a word in capitals (``RECALL  97.5%``);
+everything else stays in its log. A benchmark that fails is shown as failed with
 the tail of its log, and the others still run.
 """
 
@@ -33,7 +33,6 @@ BENCHMARKS = {
     "streaming": "bench_streaming.py",
     "cost": "bench_cost.py",
 }
-RESULT = re.compile(r"^\s*(?P<name>[A-Za-z][^:=|]{1,70}?)\s*[:=]\s*(?P<value>\S.*?)\s*$")
 PROGRESS = re.compile(r"\r|\d+%\|")
 
 
@@ -76,21 +75,25 @@ def machine() -> list[tuple[str, str]]:
 
 
 def results_of(output: str) -> list[tuple[str, str]]:
-    """``name: value`` lines of the output's last paragraph (progress bars and log lines left out)."""
-    lines = [line for line in output.splitlines() if not PROGRESS.search(line)]
-    while lines and not lines[-1].strip():
-        lines.pop()
-    block: list[str] = []
-    for line in reversed(lines):
-        if not line.strip():
-            break
-        block.append(line)
-    block.reverse()
+    """The headline lines of a benchmark's output: those that start with a word in capitals.
+
+    The benchmarks print their results as ``RECALL   97.5%  (target >= 95%)`` or
+    ``KEYWORDS --base speech ...: mean accuracy 99%``; the capitals are the measure, the rest the
+    value. Detail lines (per seed, per class) are lower case and stay in the log.
+    """
     found = []
-    for line in block:
-        match = RESULT.match(line)
-        if match and not re.match(r"\d{4}-\d\d-\d\d", line.strip()):  # not a timestamped log line
-            found.append((match["name"].strip(), match["value"]))
+    for line in output.splitlines():
+        if PROGRESS.search(line):
+            continue
+        tokens = line.split()
+        name = []
+        for token in tokens:
+            if any(c.isalpha() for c in token) and token == token.upper() and len(token) > 1:
+                name.append(token)
+            else:
+                break
+        if name and len(name[0]) >= 3 and name[0][0].isalpha():
+            found.append((" ".join(name), " ".join(tokens[len(name):])))
     return found
 
 

@@ -1,0 +1,113 @@
+"""``hark check -c CONFIG``: everything ``hark run`` would refuse, found before it starts.
+
+Checks the config (every key, type and range), the model bundle (hashes, format), that the
+config's labels are the model's classes, the pins (built on gpiozero's MockFactory, so names,
+clashes and buzzer tones are checked without touching a running daemon's pins), the MQTT
+files (password file, TLS files; nothing is sent), the audio device when one is named, and
+the state directory. Prints one line per check; the first failure is the usual one-line error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from device.config import Config, load_config
+from device.errors import HarkError
+
+
+def _ok(what: str, detail: str) -> None:
+    print(f"ok    {what:<8} {detail}", flush=True)
+
+
+def _pins(config: Config, classes: list[str]) -> str:
+    from gpiozero import Device
+
+    from device.gpio import open_gpio, use_mock_factory
+
+    gpio_cfg = config.gpio
+    if not gpio_cfg.enabled:
+        return "none configured"
+    previous = Device.pin_factory
+    use_mock_factory()
+    try:
+        gpio = open_gpio(config, classes=classes, strict=True)
+        gpio.close()
+    finally:
+        Device.pin_factory.close()
+        Device.pin_factory = previous
+    parts = [f"{label} LED {pin}" for label, pin in gpio_cfg.leds.items()]
+    if gpio_cfg.led is not None:
+        parts.append(f"LED {gpio_cfg.led} for every class")
+    if gpio_cfg.status_led is not None:
+        parts.append(f"status LED {gpio_cfg.status_led}")
+    if gpio_cfg.buzzer is not None:
+        parts.append(f"{'tonal ' if gpio_cfg.buzzer.tonal else ''}buzzer {gpio_cfg.buzzer.pin}")
+    parts += [f"button {b.pin} records {b.label}" for b in gpio_cfg.buttons]
+    if gpio_cfg.mock:
+        where = "mock pins"
+    elif any(Path("/dev").glob("gpiochip*")):
+        where = "GPIO chip found"
+    else:
+        where = "no GPIO chip here: hark run will go on without GPIO"
+    return f"{', '.join(parts)} ({where})"
+
+
+def _mqtt(config: Config) -> str:
+    mqtt = config.mqtt
+    if mqtt is None:
+        return "off (no mqtt section)"
+    if mqtt.password_file is not None:
+        mqtt.read_password()  # raises naming the file when it cannot be read; the value is not shown
+    if mqtt.tls is not None:
+        for key in ("ca_file", "cert_file", "key_file"):
+            path = getattr(mqtt.tls, key)
+            if path is not None and not path.is_file():
+                raise config.error(f"mqtt.tls.{key}", f"{path} does not exist")
+    auth = "anonymous"
+    if mqtt.username:
+        auth = f"user {mqtt.username}, password {'from file' if mqtt.password_file else 'inline'} (not shown)"
+    return (f"{mqtt.host}:{mqtt.effective_port}{' (TLS)' if mqtt.tls else ''}, {auth}, topics {mqtt.topic_root}/..., "
+            f"discovery {'under ' + mqtt.discovery_prefix if mqtt.discovery else 'off'}")
+
+
+def _state_dir(config: Config) -> str:
+    path = config.resolve_state_dir()
+    probe = path if path.exists() else next((p for p in path.parents if p.exists()), Path("/"))
+    if not os.access(probe, os.W_OK):
+        raise HarkError(f"{path}: state directory is not writable (hark keeps its MQTT outbox there)")
+    return f"{path}{'' if path.exists() else ' (will be created)'}"
+
+
+def run_checks(config_path: str | Path) -> Config:
+    """Run every check, printing a line each; raises :class:`HarkError` on the first problem."""
+    config = load_config(config_path)
+    _ok("config", str(config_path))
+    from device.model import Model
+
+    model = Model.load(config.model)
+    classes = model.bundle.classes
+    thresholds = {**model.thresholds, **config.detection.thresholds}
+    _ok("model", f"{model.bundle.name} ({config.model}): "
+        + ", ".join(f"{c} >= {thresholds[c]:.2f}" for c in classes))
+    config.check_labels(model.labels)
+    _ok("labels", "every label in the config is a class of the model")
+    _ok("pins", _pins(config, classes))
+    _ok("mqtt", _mqtt(config))
+    if config.audio.device is not None:
+        from device.audio import find_input_device
+
+        try:
+            index = find_input_device(config.audio.device)
+        except HarkError as err:
+            raise config.error("audio.device", str(err)) from None
+        _ok("audio", f"input device {config.audio.device!r} is #{index}")
+    _ok("state", _state_dir(config))
+    return config
+
+
+def main(args: argparse.Namespace) -> int:
+    run_checks(args.config)
+    print("config, model and pins are fine", flush=True)
+    return 0

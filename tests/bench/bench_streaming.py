@@ -1,0 +1,220 @@
+"""Streaming accuracy: recall, false detections per hour and latency over a 30-minute stream of real audio.
+
+A model is trained with ``hark train --base speech`` on 8 clips per keyword from
+``../shared/data/real/keywords`` (the background recordings as ``_background_noise_``). A stream is
+built by ``../shared/data/make_stream.py`` from the *other* keyword clips, with distractors
+(ESC-10 sounds and LibriSpeech speech) over the background recordings. The streaming pipeline
+(``FileSource`` -> ``Pipeline``, exactly what ``hark detect`` runs) goes over it, and each
+detection is scored (the trainer's negative bank gets ESC-10 fold 1 and every other speaker, and
+those clips are kept out of the stream): right when its label matches a target and it fires between 0.25 s before
+the target's start and 1.5 s after its end; every other detection is false. Latency is the
+detection's stream time minus the end of its target word.
+
+    .venv/bin/python tests/bench/bench_streaming.py [--workdir /tmp/hark-bench/streaming] [--minutes 30]
+
+Targets: recall >= 95%, <= 2 false detections per hour, p95 latency <= 0.5 s. The work folder keeps
+the stream and the model between runs (``--fresh`` rebuilds them); nothing is written in the repository.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+SHARED = ROOT.parent / "shared"
+sys.path.insert(0, str(ROOT))
+
+from device.audio import FileSource  # noqa: E402
+from device.detector import Detection, Detector, DetectorSettings  # noqa: E402
+from device.model import Model  # noqa: E402
+from device.pipeline import Pipeline  # noqa: E402
+
+EARLY_S, LATE_S = 0.25, 1.5
+
+
+@dataclass(frozen=True)
+class Target:
+    start_s: float
+    end_s: float
+    label: str
+
+
+def run(cmd: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+    print("$", " ".join(cmd), flush=True)
+    result = subprocess.run(cmd, text=True, **kwargs)  # type: ignore[call-overload]
+    if result.returncode != 0:
+        sys.exit(f"bench_streaming: command failed ({result.returncode}): {' '.join(cmd)}")
+    return result
+
+
+def prepare(work: Path, *, minutes: float, per_class: int, base: str, fresh: bool) -> tuple[Path, Path]:
+    """The trained model and the stream (built once, kept in ``work``)."""
+    data = SHARED / "data"
+    real = data / "real"
+    if fresh:
+        shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True, exist_ok=True)
+    train_list = work / "train.txt"
+    if not train_list.exists():
+        out = run([sys.executable, str(data / "make_stream.py"), "split", str(real / "keywords"),
+                   "--per-class", str(per_class)], capture_output=True)
+        train_list.write_text(out.stdout)
+    # The generic negative bank (issue 7) is read from $HARK_NEGATIVES: give it half of the distractor
+    # sources (ESC-10 fold 1, every other LibriSpeech speaker) and keep exactly those out of the stream,
+    # so no clip is both a training negative and a test distractor.
+    negatives = work / "negatives"
+    if not negatives.exists():
+        held: list[Path] = []
+        for clip in sorted((real / "esc10").rglob("*.flac")):
+            if clip.name.startswith("1-"):
+                held.append(clip)
+        for speaker in sorted((real / "speech").iterdir())[::2]:
+            held.extend(sorted(speaker.rglob("*.flac")))
+        for clip in held:
+            link = negatives / clip.relative_to(real)
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(clip.resolve())
+        (work / "skip.txt").write_text(train_list.read_text() + "".join(f"{c.resolve()}\n" for c in held))
+    dataset = work / "dataset"
+    if not dataset.exists():
+        for line in train_list.read_text().split():
+            clip = Path(line)
+            (dataset / clip.parent.name).mkdir(parents=True, exist_ok=True)
+            (dataset / clip.parent.name / clip.name).symlink_to(clip.resolve())
+        (dataset / "_background_noise_").mkdir(parents=True)
+        for noise in sorted((real / "background").iterdir()):
+            (dataset / "_background_noise_" / noise.name).symlink_to(noise.resolve())
+    stream = work / f"stream_{minutes:g}min.wav"
+    if not stream.exists():
+        run([sys.executable, str(data / "make_stream.py"), str(stream), "--targets", str(real / "keywords"),
+             "--skip", str(work / "skip.txt"), "--distractors", str(real / "esc10"), str(real / "speech"),
+             "--noise", str(real / "background"), "--minutes", f"{minutes:g}"])
+    model = work / f"model_{base}"
+    if not (model / "manifest.json").exists():
+        env = {**os.environ, "HARK_CACHE_DIR": os.environ.get("HARK_CACHE_DIR", str(SHARED / "models")),
+               "HARK_NEGATIVES": str(negatives)}
+        started = time.monotonic()
+        run([sys.executable, "-m", "device", "train", str(dataset), "-o", str(model), "--base", base,
+             "--no-report"], env=env)
+        print(f"trained in {time.monotonic() - started:.0f} s")
+    return model, stream
+
+
+def read_targets(stream: Path) -> tuple[list[Target], list[Target]]:
+    targets, distractors = [], []
+    with stream.with_suffix(".csv").open() as f:
+        for row in csv.DictReader(f):
+            t = Target(float(row["start_s"]), float(row["end_s"]), row["label"])
+            (distractors if t.label.startswith("~") else targets).append(t)
+    return targets, distractors
+
+
+def score(found: list[Detection], targets: list[Target], hours: float) -> dict[str, object]:
+    """Recall, false detections per hour and latencies under the benchmark's rule."""
+    hit: dict[int, float] = {}
+    false: list[Detection] = []
+    for d in found:
+        match = next((i for i, t in enumerate(targets) if t.label == d.label
+                      and t.start_s - EARLY_S <= d.time_s <= t.end_s + LATE_S), None)
+        if match is None:
+            false.append(d)
+        elif match in hit:
+            false.append(d)  # a second detection of one word is a false one
+        else:
+            hit[match] = d.time_s - targets[match].end_s
+    latencies = np.array(list(hit.values()))
+    per_class = {}
+    for label in sorted({t.label for t in targets}):
+        idx = [i for i, t in enumerate(targets) if t.label == label]
+        per_class[label] = sum(i in hit for i in idx) / len(idx)
+    return {
+        "recall": len(hit) / len(targets), "false": false, "fa_per_hour": len(false) / hours,
+        "p95_latency": float(np.percentile(latencies, 95)) if len(latencies) else float("nan"),
+        "median_latency": float(np.median(latencies)) if len(latencies) else float("nan"),
+        "per_class": per_class, "missed": [t for i, t in enumerate(targets) if i not in hit],
+    }
+
+
+def what_was_there(d: Detection, everything: list[Target]) -> str:
+    near = [t for t in everything if t.start_s - EARLY_S <= d.time_s <= t.end_s + LATE_S]
+    return ", ".join(f"{t.label} {t.start_s:.1f}-{t.end_s:.1f}" for t in near) or "background only"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/hark-bench/streaming"))
+    parser.add_argument("--minutes", type=float, default=30.0)
+    parser.add_argument("--per-class", type=int, default=8)
+    parser.add_argument("--base", default="speech")
+    parser.add_argument("--fresh", action="store_true", help="rebuild the stream and retrain")
+    parser.add_argument("--sweep", action="store_true", help="also replay the detector with other settings")
+    args = parser.parse_args()
+    if not (SHARED / "data" / "real").is_dir():
+        print(f"bench_streaming: {SHARED / 'data' / 'real'} is not there; nothing to measure")
+        return 1
+    model_path, stream = prepare(args.workdir, minutes=args.minutes, per_class=args.per_class, base=args.base,
+                                 fresh=args.fresh)
+    targets, distractors = read_targets(stream)
+    model = Model.load(model_path)
+    pipeline = Pipeline(model)
+    trace: list[tuple[np.ndarray, float]] = []
+    update = pipeline.detector.update
+
+    def recording_update(scores: np.ndarray, time_s: float) -> list[Detection]:
+        trace.append((np.array(scores, dtype=np.float64), time_s))
+        return update(scores, time_s)
+
+    pipeline.detector.update = recording_update  # type: ignore[method-assign]
+    cpu, wall = time.process_time(), time.monotonic()
+    with FileSource(stream) as source:
+        found = pipeline.run(source)
+    cpu, wall = time.process_time() - cpu, time.monotonic() - wall
+    hours = pipeline.time_s / 3600
+    result = score(found, targets, hours)
+    s = pipeline.settings
+    print(f"\nmodel {model_path} (base {model.manifest.get('base')}), stream {stream.name}: "
+          f"{pipeline.time_s / 60:.1f} min, {len(targets)} targets, {len(distractors)} distractors")
+    print(f"detector: thresholds {dict(s.thresholds)}, smoothing {dict(s.smoothing)}, "
+          f"refractory {dict(s.refractory_s)}, decision {s.decision_s} s")
+    print(f"processed in {cpu:.1f} CPU-s ({pipeline.time_s / cpu:.0f} audio-s per CPU-s), {wall:.1f} s wall")
+    print(f"detections: {len(found)}")
+    for label, recall in result["per_class"].items():  # type: ignore[union-attr]
+        print(f"  recall {label:<12} {recall:6.1%}")
+    print(f"RECALL               {result['recall']:6.1%}   (target >= 95%)")
+    print(f"FALSE DETECTIONS/H   {result['fa_per_hour']:6.2f}   (target <= 2)")
+    print(f"P95 LATENCY          {result['p95_latency']:6.2f} s (target <= 0.5 s; median "
+          f"{result['median_latency']:.2f} s)")
+    everything = sorted(targets + distractors, key=lambda t: t.start_s)
+    for d in result["false"]:  # type: ignore[union-attr]
+        print(f"  false: {d.label} {d.score:.2f} at {d.time_s:.2f} s near {what_was_there(d, everything)}")
+    for t in result["missed"][:20]:  # type: ignore[index]
+        print(f"  missed: {t.label} {t.start_s:.2f}-{t.end_s:.2f}")
+    if args.sweep:
+        print("\nreplaying the detector over the recorded head scores:")
+        print(f"{'threshold x':>11} {'smoothing':>9} {'decision_s':>10} {'recall':>7} {'FA/h':>6} {'p95 s':>6}")
+        for scale in (0.8, 0.9, 1.0, 1.1, 1.2, 1.3):
+            for smoothing in (1, 2, 3):
+                for decision in (0.0, 0.15, 0.3):
+                    thr = {c: min(0.999, v * scale) for c, v in s.thresholds.items()}
+                    detector = Detector(model.labels, DetectorSettings.resolve(
+                        model.bundle.classes, model.manifest.get("detection"), thresholds=thr,
+                        smoothing=smoothing, decision_s=decision))
+                    replay = [d for scores, t in trace for d in detector.update(scores, t)]
+                    r = score(replay, targets, hours)
+                    print(f"{scale:>11.1f} {smoothing:>9d} {decision:>10.2f} {r['recall']:>7.1%} "
+                          f"{r['fa_per_hour']:>6.2f} {r['p95_latency']:>6.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
