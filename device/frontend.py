@@ -148,7 +148,7 @@ class SpeechFrontend(Frontend):
     OVERLAP = MEL_WINDOW - MEL_HOP  # 480
     EMBEDDING_BLOCK = 32
 
-    def __init__(self, *, mel_model: Path, embedding_model: Path) -> None:
+    def __init__(self, *, mel_model: Path, embedding_model: Path, num_threads: int = 1) -> None:
         super().__init__()
         self.hop_samples = self.CHUNK
         self.feature_shape = (96,)
@@ -157,9 +157,9 @@ class SpeechFrontend(Frontend):
         self._first_frames = first_frames
         self.receptive_samples = (self.FRAMES_PER_EMBEDDING - 1) * self.MEL_HOP + self.MEL_WINDOW
         self._first_end = (first_frames - 1) * self.MEL_HOP + self.MEL_WINDOW
-        self._mel = load_interpreter(mel_model)
+        self._mel = load_interpreter(mel_model, num_threads=num_threads)
         self._mel_size = 0
-        self._embedding = load_interpreter(embedding_model)
+        self._embedding = load_interpreter(embedding_model, num_threads=num_threads)
         self._embedding_batch = 0
         self._frames = np.zeros((0, 32), dtype=np.float32)
         self._frame_count = 0
@@ -231,12 +231,12 @@ class SoundsFrontend(Frontend):
     WINDOW = 15600
     EMBEDDING_TENSOR = "global_average_pooling2d/Mean"
 
-    def __init__(self, *, yamnet_model: Path, hop_samples: int = 4800) -> None:
+    def __init__(self, *, yamnet_model: Path, hop_samples: int = 4800, num_threads: int = 1) -> None:
         super().__init__()
         self.hop_samples = hop_samples
         self.receptive_samples = self.WINDOW
         self.feature_shape = (1024,)
-        self._net = load_interpreter(yamnet_model, preserve_all_tensors=True)
+        self._net = load_interpreter(yamnet_model, preserve_all_tensors=True, num_threads=num_threads)
         self._net.allocate_tensors()
         self._input = self._net.get_input_details()[0]["index"]
         matches = [
@@ -264,18 +264,22 @@ class SoundsFrontend(Frontend):
         return np.stack(out)
 
 
-def build_frontend(params: Mapping[str, Any], base_files: Mapping[str, Path]) -> Frontend:
-    """The frontend a manifest describes, its base files already located and verified."""
+def build_frontend(params: Mapping[str, Any], base_files: Mapping[str, Path], *, num_threads: int = 1) -> Frontend:
+    """The frontend a manifest describes, its base files already located and verified.
+
+    ``num_threads`` > 1 is for the trainer, which has the desktop to itself; the device uses one.
+    """
     name = params.get("name")
     try:
         if name == "speech":
             return SpeechFrontend(
                 mel_model=base_files["melspectrogram.tflite"],
                 embedding_model=base_files["embedding_model.tflite"],
+                num_threads=num_threads,
             )
         if name == "sounds":
             return SoundsFrontend(yamnet_model=base_files["yamnet.tflite"],
-                                  hop_samples=int(params.get("hop_samples", 4800)))
+                                  hop_samples=int(params.get("hop_samples", 4800)), num_threads=num_threads)
         if name == "none":
             return LogMelFrontend(
                 n_mels=int(params.get("feature_shape", [40])[0]),

@@ -106,12 +106,15 @@ class Model:
         return np.concatenate([self.head(windows[i:i + 256]) for i in range(0, len(windows), 256)])
 
     def classify(self, samples: np.ndarray) -> ClipResult:
-        """The class scoring highest over the clip's windows, ``background`` when none reaches its threshold."""
+        """The class scoring highest over the clip's windows; ``background`` when its peak is under its threshold."""
         probs = self.clip_scores(samples)
         peak = probs.max(axis=0) if len(probs) else np.zeros(len(self.labels), np.float32)
         scores = {label: float(peak[i]) for i, label in enumerate(self.labels)}
         thresholds = self.thresholds
-        best = max(self.bundle.classes, key=lambda label: scores[label] / thresholds[label], default=None)
+        # The highest raw score wins, not the highest score/threshold ratio: with per-class
+        # thresholds the ratio lets a class that peaked in some other window of the clip beat
+        # the word that is there (measured: 93% against 99.5% on real keywords).
+        best = max(self.bundle.classes, key=lambda label: scores[label], default=None)
         if best is not None and scores[best] >= thresholds[best]:
             return ClipResult(label=best, score=scores[best], scores=scores)
         return ClipResult(label=BACKGROUND, score=scores[BACKGROUND], scores=scores)

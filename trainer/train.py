@@ -36,7 +36,7 @@ TRAINER_VERSION = __version__
 VALIDATION_SHARE = 0.25
 MAX_EPOCHS = 60
 PATIENCE = 8
-BATCH = 64
+BATCH = 128
 # Augmented copies per clip: enough that a class has about TARGET_COPIES examples in all.
 TARGET_COPIES = 48
 BACKGROUND_SEGMENT_S = 30.0
@@ -232,8 +232,7 @@ def choose_thresholds(peaks: np.ndarray, truth: np.ndarray, labels: list[str]) -
 def decide(peaks: np.ndarray, labels: list[str], thresholds: dict[str, float]) -> np.ndarray:
     """Label index per clip, as :meth:`device.model.Model.classify` decides."""
     t = np.array([1.0] + [thresholds[label] for label in labels[1:]])
-    ratio = peaks[:, 1:] / t[1:]
-    best = np.argmax(ratio, axis=1) + 1
+    best = np.argmax(peaks[:, 1:], axis=1) + 1
     ok = peaks[np.arange(len(peaks)), best] >= t[best]
     return np.where(ok, best, 0)
 
@@ -403,4 +402,6 @@ def main(args: argparse.Namespace) -> int:
           f"wrote {args.output}")
     for label, t in manifest["detection"]["thresholds"].items():
         print(f"  {label}: threshold {t:.2f}")
+    if options.report:
+        print(f"report: {Path(args.output) / 'report.html'}")
     return 0

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -50,8 +51,8 @@ print(json.dumps({"audio_s": pipeline.time_s, "cpu_s": cpu, "detections": len(fo
 """
 
 OWW_RUNNER = r"""
-import json, resource, sys, time
-import numpy as np, soundfile as sf
+import json, resource, sys, time, wave
+import numpy as np
 import openwakeword
 from openwakeword.model import Model
 paths = [p for p in openwakeword.get_pretrained_model_paths() if "alexa" in p]
@@ -61,9 +62,9 @@ except TypeError:
     model = Model(wakeword_models=paths[:1])
 cpu = time.process_time()
 audio_s = 0.0
-with sf.SoundFile(sys.argv[1]) as f:
+with wave.open(sys.argv[1], "rb") as f:  # the 16 kHz PCM16 file make_stream.py writes
     while True:
-        chunk = f.read(1280, dtype="int16")
+        chunk = np.frombuffer(f.readframes(1280), dtype=np.int16)
         if len(chunk) == 0:
             break
         model.predict(chunk)
@@ -82,7 +83,7 @@ def run_timed(cmd: list[str], env: dict[str, str]) -> tuple[str, float, float]:
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}")
+        raise RuntimeError(f"{Path(cmd[0]).name} {cmd[1] if cmd[1] != '-c' else '(runner)'} exited {proc.returncode}")
     return out, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
 
 
@@ -110,8 +111,11 @@ def main() -> int:
     if model is None:
         import bench_streaming
 
-        model, _ = bench_streaming.prepare(Path("/tmp/hark-bench/streaming"), minutes=30.0, per_class=8,
-                                           base="speech", fresh=False)
+        trained, _ = bench_streaming.prepare(Path("/tmp/hark-bench/streaming"), minutes=30.0, per_class=8,
+                                             base="speech", fresh=False)
+        model = args.workdir / "model"  # a copy, so a retraining over there cannot pull it away mid-run
+        if not model.exists():
+            shutil.copytree(trained, model)
     print(f"file: {audio} (10 min), hark model: {model}")
 
     out, _, _ = run_timed([sys.executable, "-c", HARK_RUNNER, str(audio), str(model)], env)

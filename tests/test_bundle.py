@@ -1,0 +1,103 @@
+"""Model bundles: a trained bundle loads; anything amiss is one BundleError line naming the file."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from device.bundle import load_bundle, write_bundle
+from device.cli import main as hark
+from device.errors import BundleError
+from device.model import Model
+
+
+@pytest.fixture()
+def bundle(tone_bundle: Path, tmp_path: Path) -> Path:
+    """A private copy of the trained tone bundle, free to damage."""
+    return Path(shutil.copytree(tone_bundle, tmp_path / "model"))
+
+
+def _one_line(err: pytest.ExceptionInfo[BundleError]) -> str:
+    message = str(err.value)
+    assert "\n" not in message
+    return message
+
+
+def test_trained_bundle_loads_and_runs(bundle: Path) -> None:
+    model = Model.load(bundle)
+    assert model.labels == ["background", "beep", "chirp"]
+    probs = model.clip_scores(np.zeros(16000, np.float32))
+    assert probs.shape[1] == 3 and np.allclose(probs.sum(axis=1), 1, atol=1e-4)
+
+
+def test_missing_bundle(tmp_path: Path) -> None:
+    with pytest.raises(BundleError) as err:
+        load_bundle(tmp_path / "nothing")
+    assert str(tmp_path / "nothing") in _one_line(err)
+
+
+def test_missing_head(bundle: Path) -> None:
+    (bundle / "head.tflite").unlink()
+    with pytest.raises(BundleError) as err:
+        load_bundle(bundle)
+    assert "head.tflite" in _one_line(err) and "missing" in str(err.value)
+
+
+def test_truncated_head(bundle: Path) -> None:
+    data = (bundle / "head.tflite").read_bytes()
+    (bundle / "head.tflite").write_bytes(data[: len(data) // 2])
+    with pytest.raises(BundleError) as err:
+        load_bundle(bundle)
+    assert "head.tflite" in _one_line(err) and "sha256" in str(err.value)
+
+
+def test_altered_head_same_size(bundle: Path) -> None:
+    data = bytearray((bundle / "head.tflite").read_bytes())
+    data[-10] ^= 0xFF
+    (bundle / "head.tflite").write_bytes(bytes(data))
+    with pytest.raises(BundleError) as err:
+        load_bundle(bundle)
+    assert "head.tflite" in _one_line(err)
+
+
+def test_truncated_manifest(bundle: Path) -> None:
+    text = (bundle / "manifest.json").read_text()
+    (bundle / "manifest.json").write_text(text[: len(text) // 2])
+    with pytest.raises(BundleError) as err:
+        load_bundle(bundle)
+    assert "manifest.json" in _one_line(err)
+
+
+def test_wrong_format_version(bundle: Path) -> None:
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["format_version"] = 99
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError) as err:
+        load_bundle(bundle)
+    assert "manifest.json" in _one_line(err) and "99" in str(err.value)
+
+
+def test_cli_prints_one_error_line(bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (bundle / "head.tflite").write_bytes(b"junk")
+    clip = tmp_path / "x.wav"
+    import soundfile as sf
+
+    sf.write(clip, np.zeros(16000, np.float32), 16000)
+    assert hark(["classify", "-m", str(bundle), str(clip)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("hark: error: ") and "head.tflite" in err
+
+
+def test_write_bundle_replaces_atomically(bundle: Path, tmp_path: Path) -> None:
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    head = (bundle / "head.tflite").read_bytes()
+    target = tmp_path / "again"
+    for _ in range(2):  # the second write replaces the first
+        write_bundle(target, manifest={k: v for k, v in manifest.items() if k != "files"}, head_tflite=head,
+                     base_files={})
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".again")) == []
+    assert load_bundle(target).labels == ["background", "beep", "chirp"]

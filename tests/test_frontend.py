@@ -1,0 +1,128 @@
+"""Frontends give the same features streamed or batched; base files are fetched and verified.
+
+The base files come from ``$HARK_CACHE_DIR`` (../shared/models in tests). The download path is
+exercised for real against an HTTP server on 127.0.0.1 serving one of those files.
+"""
+
+from __future__ import annotations
+
+import http.server
+import threading
+from collections.abc import Iterator
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from device.basemodels import BASE_FILES, fetch, fetch_base
+from device.errors import BaseModelError
+from device.frontend import Frontend, build_frontend
+
+
+def _frontend(name: str) -> Frontend:
+    return build_frontend({"name": name}, fetch_base(name))
+
+
+def _audio(seconds: float, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * 16000)) / 16000
+    tone = 0.3 * np.sin(2 * np.pi * 700 * t) * (np.sin(2 * np.pi * 0.7 * t) > 0)
+    return (tone + 0.05 * rng.standard_normal(len(t))).astype(np.float32)
+
+
+@pytest.mark.parametrize("name", ["none", "speech", "sounds"])
+def test_streaming_equals_batch(name: str, shared_dir: Path) -> None:
+    audio = _audio(4.3)
+    fe = _frontend(name)
+    batch = fe.transform(audio)
+    fe.reset()
+    rng = np.random.default_rng(1)
+    pieces, i = [], 0
+    while i < len(audio):  # odd chunk sizes, some smaller than a hop, some of several hops
+        n = int(rng.choice([1, 37, 160, 511, 1280, 4000, 9000]))
+        pieces.append(fe.push(audio[i:i + n]))
+        i += n
+    streamed = np.concatenate(pieces)
+    assert streamed.shape == batch.shape and len(batch) > 0
+    np.testing.assert_array_equal(streamed, batch)
+    # The timing contract: feature k ends at feature_end(k), within the audio.
+    assert fe.feature_end(len(batch) - 1) <= len(audio) < fe.feature_end(len(batch))
+    assert batch.shape[1:] == fe.feature_shape
+
+
+def test_speech_long_clip_is_exact_in_blocks(shared_dir: Path) -> None:
+    """More windows than one embedding block: the blocked batch equals one-window-at-a-time."""
+    audio = _audio(5.0, seed=2)
+    fe = _frontend("speech")
+    batch = fe.transform(audio)
+    assert len(batch) > fe.EMBEDDING_BLOCK
+    fe.reset()
+    streamed = np.concatenate([fe.push(audio[i:i + 1280]) for i in range(0, len(audio), 1280)])
+    np.testing.assert_array_equal(streamed, batch)
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture()
+def served(tmp_path: Path, shared_dir: Path) -> Iterator[tuple[str, Path]]:
+    """An HTTP server on a free loopback port serving ``tmp_path/www``."""
+    www = tmp_path / "www"
+    www.mkdir()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(_Quiet, directory=str(www)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", www
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_fetch_downloads_and_verifies(served: tuple[str, Path], tmp_path: Path, shared_dir: Path) -> None:
+    base_url, www = served
+    name = "melspectrogram.tflite"
+    (www / name).write_bytes((shared_dir / "models" / name).read_bytes())
+    cache = tmp_path / "cache"
+    said: list[str] = []
+    path = fetch(name, directory=cache, url=f"{base_url}/{name}", say=said.append)
+    assert path == cache / name and path.read_bytes() == (www / name).read_bytes()
+    assert any("licence" in line and "NON-COMMERCIAL" in line for line in said)
+    assert sorted(p.name for p in cache.iterdir()) == [name]  # no temporary file left
+    # Cached and verified: no second download.
+    said.clear()
+    assert fetch(name, directory=cache, url=f"{base_url}/missing", say=said.append) == path and said == []
+
+
+def test_hash_mismatch_is_refused_and_leaves_nothing(served: tuple[str, Path], tmp_path: Path) -> None:
+    base_url, www = served
+    name = "yamnet.tflite"
+    (www / name).write_bytes(b"not the model you are looking for" * 100)
+    cache = tmp_path / "cache"
+    with pytest.raises(BaseModelError) as err:
+        fetch(name, directory=cache, url=f"{base_url}/{name}", say=lambda m: None)
+    message = str(err.value)
+    assert "\n" not in message and "sha256" in message and BASE_FILES[name].sha256 in message
+    assert str(cache / name) in message  # says where to put the right file
+    assert list(cache.iterdir()) == []
+
+
+def test_offline_error_says_which_file_to_put_where(tmp_path: Path) -> None:
+    name = "embedding_model.tflite"
+    with pytest.raises(BaseModelError) as err:
+        # Port 9 on loopback: nothing listens, the connection is refused at once.
+        fetch(name, directory=tmp_path, url=f"http://127.0.0.1:9/{name}", say=lambda m: None, timeout_s=5)
+    message = str(err.value)
+    assert "\n" not in message
+    assert f"put {name}" in message and str(tmp_path / name) in message and BASE_FILES[name].url in message
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unknown_base_and_file() -> None:
+    with pytest.raises(BaseModelError, match="unknown base"):
+        fetch_base("music")
+    with pytest.raises(BaseModelError, match="unknown base file"):
+        fetch("nothing.tflite")
