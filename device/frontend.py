@@ -159,8 +159,12 @@ class SpeechFrontend(Frontend):
         self._first_end = (first_frames - 1) * self.MEL_HOP + self.MEL_WINDOW
         self._mel = load_interpreter(mel_model, num_threads=num_threads)
         self._mel_size = 0
+        self._mel_in = self._mel.get_input_details()[0]["index"]
+        self._mel_out = self._mel.get_output_details()[0]["index"]
         self._embedding = load_interpreter(embedding_model, num_threads=num_threads)
         self._embedding_batch = 0
+        self._embedding_in = self._embedding.get_input_details()[0]["index"]
+        self._embedding_out = self._embedding.get_output_details()[0]["index"]
         self._frames = np.zeros((0, 32), dtype=np.float32)
         self._frame_count = 0
 
@@ -175,12 +179,12 @@ class SpeechFrontend(Frontend):
 
     def _run_mel(self, samples: np.ndarray) -> np.ndarray:
         if len(samples) != self._mel_size:
-            self._mel.resize_tensor_input(self._mel.get_input_details()[0]["index"], [1, len(samples)])
+            self._mel.resize_tensor_input(self._mel_in, [1, len(samples)])
             self._mel.allocate_tensors()
             self._mel_size = len(samples)
-        self._mel.set_tensor(self._mel.get_input_details()[0]["index"], (samples * 32767.0)[None, :])
+        self._mel.set_tensor(self._mel_in, (samples * 32767.0)[None, :])
         self._mel.invoke()
-        mel = self._mel.get_tensor(self._mel.get_output_details()[0]["index"])[0, 0]
+        mel = self._mel.get_tensor(self._mel_out)[0, 0]
         return mel / 10.0 + 2.0  # openWakeWord's rescaling before the embedding
 
     def _run_embedding(self, windows: np.ndarray) -> np.ndarray:
@@ -192,13 +196,13 @@ class SpeechFrontend(Frontend):
             return np.concatenate([self._run_embedding(windows[i:i + self.EMBEDDING_BLOCK]) for i in blocks])
         if len(windows) != self._embedding_batch:
             self._embedding.resize_tensor_input(
-                self._embedding.get_input_details()[0]["index"], [len(windows), 76, 32, 1]
+                self._embedding_in, [len(windows), 76, 32, 1]
             )
             self._embedding.allocate_tensors()
             self._embedding_batch = len(windows)
-        self._embedding.set_tensor(self._embedding.get_input_details()[0]["index"], windows[..., None])
+        self._embedding.set_tensor(self._embedding_in, windows[..., None])
         self._embedding.invoke()
-        out = self._embedding.get_tensor(self._embedding.get_output_details()[0]["index"])
+        out = self._embedding.get_tensor(self._embedding_out)
         return out.reshape(len(windows), 96).copy()
 
     def _consume(self) -> np.ndarray:

@@ -199,7 +199,7 @@ def main() -> int:
                          check=True, capture_output=True, text=True)
     detections = [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
     found, total, false = score(rows, detections)
-    print(f"make_demo: hark detect found {found} of {total} words, {false} false detections")
+    print(f"make_demo: hark detect found {found} of {total} words, {false} false detection(s)")
     return 0
 
 

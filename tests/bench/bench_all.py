@@ -123,7 +123,8 @@ def table(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", default=",".join(BENCHMARKS), help="comma-separated: " + ", ".join(BENCHMARKS))
-    parser.add_argument("--logs", type=Path, default=Path("/tmp/hark-bench"), help="folder for the full logs")
+    parser.add_argument("--logs", type=Path, default=Path("/tmp/hark-bench-all"),
+                        help="folder for the full logs (default /tmp/hark-bench-all)")
     args = parser.parse_args()
     names = [n.strip() for n in args.only.split(",") if n.strip()]
     unknown = [n for n in names if n not in BENCHMARKS]

@@ -1,0 +1,83 @@
+"""``hark train`` end to end on generated data: bundle contents, report, classify and evaluate.
+
+Training runs in a subprocess through the real command line (the ``tone_bundle`` fixtures), so
+TensorFlow stays out of the test process and the bundle is run on tflite_runtime as on the Pi.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from device.basemodels import BASE_FILES
+from device.bundle import load_bundle
+from device.cli import main as hark
+from device.frontend import LogMelFrontend
+from tests.fixtures.synth import write_dataset
+
+
+def test_manifest_describes_the_bundle(tone_bundle: Path) -> None:
+    bundle = load_bundle(tone_bundle)
+    m = bundle.manifest
+    assert (m["format"], m["format_version"], m["sample_rate"], m["base"]) == ("hark-model", 1, 16000, "none")
+    assert m["labels"] == ["background", "beep", "chirp"]
+    assert m["frontend"] == json.loads(json.dumps(LogMelFrontend().params()))
+    assert m["head"]["window"] == 100 and m["head"]["stride"] == 8 and m["head"]["file"] == "head.tflite"
+    detection = m["detection"]
+    assert set(detection["thresholds"]) == {"beep", "chirp"}
+    assert all(0.0 < t < 1.0 for t in detection["thresholds"].values())
+    assert detection["refractory_s"] > 0 and detection["smoothing"] >= 1
+    assert m["base_hashes"] == {} and set(m["files"]) == {"head.tflite"}
+    assert m["trainer_version"] and m["created"]
+    assert m["metrics"]["validation_accuracy"] >= 0.9
+    assert m["dataset"]["clips"] == {"beep": 10, "chirp": 10}
+
+
+def test_report_is_written_beside_the_manifest_and_not_hashed(tone_bundle: Path) -> None:
+    report = tone_bundle / "report.html"
+    text = report.read_text()
+    assert "report.html" not in json.loads((tone_bundle / "manifest.json").read_text())["files"]
+    assert "Validation" in text and "precision" in text and "confusion matrix" in text
+    assert text.count("data:image/png;base64,") >= 4  # confusion, curves, spectrograms of 3 groups
+
+
+def test_trained_model_labels_new_clips(tone_bundle: Path, tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    fresh = write_dataset(tmp_path / "new", per_class=8, seed=42)
+    assert hark(["classify", "-m", str(tone_bundle), str(fresh / "beep"), str(fresh / "chirp"), "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    correct = sum(Path(r["file"]).parent.name == r["label"] for r in rows)
+    assert len(rows) == 16 and correct >= 15
+
+
+def test_evaluate_reports_accuracy_table_and_confusion(tone_bundle: Path, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    fresh = write_dataset(tmp_path / "new", per_class=8, seed=7)
+    assert hark(["evaluate", "-m", str(tone_bundle), str(fresh), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["accuracy"] >= 0.9 and result["clips"] == 16 + 10  # 10 background pieces of 3 s
+    assert len(result["confusion"]) == 3 and sum(map(sum, result["confusion"])) == 26
+    assert hark(["evaluate", "-m", str(tone_bundle), str(fresh)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("accuracy ") and "confusion" in out and "precision" in out
+
+
+def test_speech_bundle_carries_its_base_files(speech_tone_bundle: Path, tone_dataset: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    bundle = load_bundle(speech_tone_bundle)
+    assert bundle.manifest["base"] == "speech"
+    assert set(bundle.base_files) == {"melspectrogram.tflite", "embedding_model.tflite"}
+    assert bundle.manifest["base_hashes"] == {n: BASE_FILES[n].sha256 for n in bundle.base_files}
+    assert hark(["classify", "-m", str(speech_tone_bundle), str(tone_dataset / "chirp"), "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert sum(r["label"] == "chirp" for r in rows) >= 9
+
+
+def test_bad_dataset_fails_before_training(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = write_dataset(tmp_path / "data", per_class=5)
+    assert hark(["train", str(data), "-o", str(tmp_path / "model"), "--base", "none"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("hark: error:") and "'beep'" in err and "at least 8" in err
+    assert not (tmp_path / "model").exists()
