@@ -127,6 +127,8 @@ def write_bundle(
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
+        # mkdtemp makes the folder private (0700); a bundle is read by the daemon's own user.
+        staging.chmod(0o755)
         (staging / HEAD_FILE).write_bytes(head_tflite)
         files = {HEAD_FILE: sha256_of(staging / HEAD_FILE)}
         if base_files:

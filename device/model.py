@@ -94,7 +94,12 @@ class Model:
     def pad_clip(self, samples: np.ndarray) -> np.ndarray:
         """A clip with quiet room added before and after, so a word at its very edge still fills a window."""
         pad = int(self.manifest.get("head", {}).get("clip_padding_samples", 8000))
-        before = max(pad, self.span_samples - len(samples) - pad)
+        # Before the clip, room for `stride` whole windows from a fresh frontend (whose first
+        # feature may end after its receptive field: speech 13280 > 12640 samples), so that some
+        # window ends at every point of the clip, its first sample included: a short clip's
+        # sound is then seen at the end of a window, as the head was trained to see it.
+        fe = self.frontend
+        before = max(pad, fe.first_end + (self.window + self.stride - 2) * fe.hop_samples)
         return np.concatenate([np.zeros(before, np.float32), samples.astype(np.float32), np.zeros(pad, np.float32)])
 
     def clip_scores(self, samples: np.ndarray) -> np.ndarray:

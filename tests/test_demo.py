@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import shutil
 import subprocess
 import sys
@@ -48,8 +49,6 @@ def test_demo_assets_are_small_and_made_by_us() -> None:
 def test_demo_model_finds_every_word_in_the_recording() -> None:
     out = hark("detect", "-m", str(DEMO / "model"), str(DEMO / "demo.flac"), "--json")
     assert out.returncode == 0, out.stderr
-    import json
-
     detections = [json.loads(line) for line in out.stdout.splitlines()]
     found, total, false = make_demo.score(truth(), detections)
     assert total == 2 * 3
@@ -73,8 +72,6 @@ def test_demo_runs_without_a_broker(tmp_path: Path) -> None:
     out = hark("run", "-c", str(config), "--input", str(DEMO / "demo.flac"))
     assert out.returncode == 0, out.stderr
     offline = hark("detect", "-m", str(DEMO / "model"), str(DEMO / "demo.flac"), "--json")
-    import json
-
     expected = [json.loads(line)["label"] for line in offline.stdout.splitlines()]
     assert [line.split()[2] for line in out.stdout.splitlines()] == expected
     assert f"{len(expected)} event(s) not yet delivered" in out.stderr

@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+import pyaudio
 import pytest
 import soundfile as sf
 from scipy.signal import butter, correlate, sosfilt
@@ -40,7 +41,6 @@ def pulse_device_index(pa) -> int:
 
 def capture_while_playing(server: PulseServer, path: Path, *, rate: int = SR, tail_s: float = 0.5) -> np.ndarray:
     """Record from the default source through PyAudio while ``path`` is played into the sink."""
-    pyaudio = pytest.importorskip("pyaudio")
     pa = pyaudio.PyAudio()
     try:
         stream = pa.open(format=pyaudio.paInt16, channels=1, rate=rate, input=True,
@@ -96,7 +96,6 @@ def test_played_sound_is_captured_through_pyaudio(pulse_server: PulseServer, tmp
 
 
 def test_silence_when_nothing_plays(pulse_server: PulseServer) -> None:
-    pyaudio = pytest.importorskip("pyaudio")
     pa = pyaudio.PyAudio()
     try:
         stream = pa.open(format=pyaudio.paInt16, channels=1, rate=SR, input=True,

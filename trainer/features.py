@@ -59,9 +59,14 @@ def span_samples(frontend: Frontend, window: int) -> int:
     return frontend.receptive_samples + (window - 1) * frontend.hop_samples
 
 
-def pad_clip(samples: np.ndarray, *, span: int, pad: int) -> tuple[np.ndarray, int]:
+def needed_samples(frontend: Frontend, window: int, stride: int) -> int:
+    """Samples that give ``stride`` whole windows from a fresh frontend (as :meth:`device.model.Model.pad_clip`)."""
+    return frontend.first_end + (window + stride - 2) * frontend.hop_samples
+
+
+def pad_clip(samples: np.ndarray, *, needed: int, pad: int) -> tuple[np.ndarray, int]:
     """The clip padded exactly as :meth:`device.model.Model.pad_clip` does, and the offset of sample 0."""
-    before = max(pad, span - len(samples) - pad)
+    before = max(pad, needed)
     padded = np.concatenate([np.zeros(before, np.float32), samples.astype(np.float32), np.zeros(pad, np.float32)])
     return padded, before
 
@@ -110,7 +115,7 @@ def locate_event(samples: np.ndarray, *, max_s: float = 2.0) -> tuple[int, int]:
 
 
 def window_bounds(frontend: Frontend, n_features: int, window: int) -> tuple[np.ndarray, np.ndarray]:
-    """Start and end sample of every window of ``window`` consecutive features (window ``i`` ends at feature ``i + window - 1``)."""
+    """Start and end sample of each window of ``window`` features (window i ends with feature i + window - 1)."""
     n = max(0, n_features - window + 1)
     ends = np.array([frontend.feature_end(i + window - 1) for i in range(n)], dtype=np.int64)
     return ends - span_samples(frontend, window), ends

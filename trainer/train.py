@@ -4,7 +4,8 @@ Steps: check the dataset (the same check as ``hark dataset check``), pick the ba
 stratified validation share of each class's clips (and the last fifth of each background
 recording), compute features of the clips and of augmented copies (background mixed in at a
 random SNR, gain, sub-hop shifts), fit the head with class-balanced weights and early stopping,
-choose per-class thresholds on the validation clips, fit a few more epochs on all clips, export the head to TFLite and write the bundle and its report.
+choose per-class thresholds on the validation clips, fit a few more epochs on all clips, export
+the head to TFLite and write the bundle and its report.
 
 Validation is scored the way ``hark classify`` scores a clip (the best window of the padded
 clip), so the accuracy in the manifest is the accuracy users see.
@@ -16,6 +17,7 @@ import argparse
 import datetime
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,19 +71,14 @@ class TrainOptions:
     progress: bool = True
 
 
-def choose_base(dataset: Dataset, requested: str) -> tuple[str, str]:
-    """The base to train on and why. ``auto``: speech for word-length clips, sounds for longer ones.
-
-    A clip of spoken words is rarely longer than 3.5 s while recordings of everyday sounds are
-    usually longer; cross-validating the bases (issue 7) will replace this rule.
-    """
+def choose_base(dataset: Dataset, requested: str, *, seed: int = 0,
+                say: Callable[[str], None] = print) -> tuple[str, str]:
+    """The base to train on and why; ``auto`` compares the bases by cross-validation (:mod:`trainer.autobase`)."""
     if requested != "auto":
         return requested, "chosen with --base"
-    durations = [c.duration_s for label in dataset.labels for c in dataset.usable(label)]
-    median = float(np.median(durations)) if durations else 0.0
-    if median <= 3.5:
-        return "speech", f"auto: median clip {median:.1f} s, word-length, so the speech base"
-    return "sounds", f"auto: median clip {median:.1f} s, longer than a word, so the sounds base"
+    from trainer.autobase import choose_auto
+
+    return choose_auto(dataset, rng=np.random.default_rng(seed), say=say)
 
 
 def stratified_split(clips: list[Clip], rng: np.random.Generator) -> tuple[list[Clip], list[Clip]]:
@@ -97,9 +94,10 @@ class Extractor:
     def __init__(self, recipe: F.Recipe, frontend: Frontend, noises: list[np.ndarray], rng: np.random.Generator):
         self.recipe, self.fe, self.noises, self.rng = recipe, frontend, noises, rng
         self.span = F.span_samples(frontend, recipe.window)
+        self.needed = F.needed_samples(frontend, recipe.window, recipe.stride)
 
     def padded(self, samples: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
-        x, offset = F.pad_clip(samples, span=self.span, pad=self.recipe.clip_padding_samples)
+        x, offset = F.pad_clip(samples, needed=self.needed, pad=self.recipe.clip_padding_samples)
         s, e = F.locate_event(samples)
         return x, (s + offset, e + offset)
 
@@ -116,18 +114,34 @@ class Extractor:
         x0, event0 = self.padded(samples)
         pos, neg = [], []
         for c in range(copies):
-            x, event = (x0, event0) if c == 0 else F.augment(
-                self.rng, x0, event0, self.noises, max_shift=self.fe.hop_samples)
+            if c == 0:
+                x, event = x0, event0
+            else:
+                x, event = F.augment(self.rng, x0, event0, self.noises, max_shift=self.fe.hop_samples)
+                start, end = self.positive_span(len(x), event)
+                x, event = x[start:end], (max(0, event[0] - start), event[1] - start)
             feats = self.fe.transform(x)
             p, n = F.label_windows(self.recipe, self.fe, feats, x, event)
             pos.append(F.stack_windows(feats, self.thin(p), self.recipe.window))
-            neg.append(F.stack_windows(feats, self.thin(n), self.recipe.window))
+            if c == 0:  # the room around the sound: from the clean copy, whole
+                neg.append(F.stack_windows(feats, self.thin(n), self.recipe.window))
         w = self.recipe.window
         return _cat(pos, w, self.fe), _cat(neg, w, self.fe)
 
+    def positive_span(self, length: int, event: tuple[int, int]) -> tuple[int, int]:
+        """The part of a copy its positive windows come from (all of it for textures).
+
+        Windows end up to ``end_tolerance_s`` after the sound and are ``needed`` samples long; the
+        rest of an augmented copy would only cost feature time (the clean copy gives the room).
+        """
+        if self.recipe.mode != "event":
+            return 0, length
+        tail = int(self.recipe.end_tolerance_s * SAMPLE_RATE) + 2 * self.fe.hop_samples
+        return max(0, event[1] - self.needed - tail), min(length, event[1] + tail)
+
     def classify_windows(self, samples: np.ndarray) -> np.ndarray:
         """The windows :meth:`device.model.Model.clip_scores` would score for this clip."""
-        x, _ = F.pad_clip(samples, span=self.span, pad=self.recipe.clip_padding_samples)
+        x, _ = F.pad_clip(samples, needed=self.needed, pad=self.recipe.clip_padding_samples)
         feats = self.fe.transform(x)
         n = len(feats) - self.recipe.window + 1
         starts = [s for s in range(max(0, n)) if (s + self.recipe.window) % self.recipe.stride == 0]
@@ -180,7 +194,7 @@ def build_examples(dataset: Dataset, labels: list[str], recipe: F.Recipe, fe: Fr
         start = int(rng.integers(0, len(b) - take + 1))
         piece = b[start:start + take]
         for s in range(0, len(piece), seg):
-            if len(piece[s:s + seg]) >= ex.span:
+            if len(piece[s:s + seg]) >= ex.needed:
                 jobs.append(("bgtrain", 0, piece[s:s + seg], ""))
     for b in bg_val:
         g = int(GROUP_S * SAMPLE_RATE)
@@ -268,7 +282,7 @@ def train(dataset_path: str | Path, output: str | Path, options: TrainOptions = 
     started = time.monotonic()
     say = (lambda m: print(m, file=sys.stderr)) if options.progress else (lambda m: None)
     dataset = check_dataset(dataset_path, progress=options.progress)
-    base, why = choose_base(dataset, options.base)
+    base, why = choose_base(dataset, options.base, seed=options.seed, say=say)
     say(f"hark: base {base} ({why})")
     recipe = F.RECIPES[base]
     base_files = fetch_base(base)

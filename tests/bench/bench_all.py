@@ -28,10 +28,12 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
+# Script and arguments; {work} is this run's own folder, so streaming trains a model with today's
+# code (not one cached by an earlier run) and cost measures that same model.
 BENCHMARKS = {
-    "fewshot": "bench_fewshot.py",
-    "streaming": "bench_streaming.py",
-    "cost": "bench_cost.py",
+    "fewshot": ("bench_fewshot.py", []),
+    "streaming": ("bench_streaming.py", ["--workdir", "{work}/streaming"]),
+    "cost": ("bench_cost.py", ["--workdir", "{work}/cost", "--model", "{work}/streaming/model_speech"]),
 }
 PROGRESS = re.compile(r"\r|\d+%\|")
 
@@ -42,6 +44,7 @@ class Run:
 
     name: str
     script: Path
+    args: list[str] = field(default_factory=list)
     seconds: float = 0.0
     returncode: int | None = None
     output: str = ""
@@ -102,14 +105,20 @@ def run(bench: Run, logs: Path) -> Run:
     start = time.monotonic()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.setdefault("HARK_CACHE_DIR", str(ROOT.parent / "shared" / "models"))
-    with (logs / f"{bench.name}.log").open("w") as log:
-        proc = subprocess.run([sys.executable, str(bench.script)], cwd=ROOT, env=env,
-                              stdout=subprocess.PIPE, stderr=log, text=True)
-        log.write("\n--- stdout ---\n" + proc.stdout)
+    lines = []
+    # stdout and stderr both go to the log as they come (to follow a long run: tail -f); stdout is kept.
+    with (logs / f"{bench.name}.log").open("w", buffering=1) as log:
+        proc = subprocess.Popen([sys.executable, str(bench.script), *bench.args], cwd=ROOT, env=env,
+                                stdout=subprocess.PIPE, stderr=log, text=True)
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            log.write(line)
+            lines.append(line)
+        proc.wait()
     bench.seconds = time.monotonic() - start
     bench.returncode = proc.returncode
-    bench.output = proc.stdout
-    bench.results = results_of(proc.stdout)
+    bench.output = "".join(lines)
+    bench.results = results_of(bench.output)
     return bench
 
 
@@ -124,7 +133,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", default=",".join(BENCHMARKS), help="comma-separated: " + ", ".join(BENCHMARKS))
     parser.add_argument("--logs", type=Path, default=Path("/tmp/hark-bench-all"),
-                        help="folder for the full logs (default /tmp/hark-bench-all)")
+                        help="folder for the logs and the benchmarks' work (default /tmp/hark-bench-all)")
     args = parser.parse_args()
     names = [n.strip() for n in args.only.split(",") if n.strip()]
     unknown = [n for n in names if n not in BENCHMARKS]
@@ -134,11 +143,12 @@ def main() -> int:
 
     runs = []
     for name in names:
-        script = HERE / BENCHMARKS[name]
+        script_name, script_args = BENCHMARKS[name]
+        script = HERE / script_name
         if not script.exists():
             runs.append(Run(name, script, output=f"{script.name} is not there"))
             continue
-        runs.append(run(Run(name, script), args.logs))
+        runs.append(run(Run(name, script, [a.format(work=args.logs) for a in script_args]), args.logs))
 
     rows: list[tuple[str, ...]] = []
     for r in runs:
