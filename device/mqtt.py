@@ -50,6 +50,21 @@ from device.labels import BACKGROUND, check_label
 
 log = logging.getLogger(__name__)
 
+
+class _ReconnectNoise(logging.Filter):
+    """paho 2.2 logs "Client is not connected" as an ERROR on every loop pass while it waits to
+    reconnect; the outage is already reported once by our own callbacks, so those lines become DEBUG."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR and str(record.msg).startswith("Client is not connected"):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+        return True
+
+
+_paho_log = logging.getLogger("device.mqtt.paho")
+_paho_log.addFilter(_ReconnectNoise())
+
 MAX_COMMAND_BYTES = 1024
 ORIGIN = {"name": "hark", "sw_version": __version__}
 
@@ -245,7 +260,7 @@ class MqttPublisher:
         cfg = self.config
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"hark-{self.device_id}",
                              protocol=mqtt.MQTTv311, clean_session=True)
-        client.enable_logger(logging.getLogger("device.mqtt.paho"))
+        client.enable_logger(_paho_log)
         if cfg.username:
             client.username_pw_set(cfg.username, cfg.read_password())
         if cfg.tls is not None:

@@ -119,7 +119,9 @@ def test_a_44k_stereo_file_gives_the_same_detections(model: Model, stream: Path,
     assert_matches_events(found, EVENTS)
     reference = detect_file(model, str(stream))
     assert [d.label for d in found] == [d.label for d in reference]
-    assert np.allclose([d.time_s for d in found], [d.time_s for d in reference], atol=0.081)
+    # The 44.1 kHz round trip changes the samples slightly, so a score may cross its threshold a
+    # head run or two earlier or later (the none base runs its head every 80 ms); not more.
+    assert np.allclose([d.time_s for d in found], [d.time_s for d in reference], atol=0.17)
 
 
 def test_time_and_scores_are_exposed(model: Model) -> None:
