@@ -115,7 +115,10 @@ class Model:
         probs = self.clip_scores(samples)
         peak = probs.max(axis=0) if len(probs) else np.zeros(len(self.labels), np.float32)
         scores = {label: float(peak[i]) for i, label in enumerate(self.labels)}
-        thresholds = self.thresholds
+        # Whole clips use the trainer's clip thresholds where it recorded them: the stream's are
+        # calibrated to a false-alarm budget and would call quiet clips background.
+        chosen = self.manifest.get("classify", {}).get("thresholds") or {}
+        thresholds = {label: float(chosen.get(label, t)) for label, t in self.thresholds.items()}
         # The highest raw score wins, not the highest score/threshold ratio: with per-class
         # thresholds the ratio lets a class that peaked in some other window of the clip beat
         # the word that is there (measured: 93% against 99.5% on real keywords).

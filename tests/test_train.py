@@ -7,9 +7,14 @@ TensorFlow stays out of the test process and the bundle is run on tflite_runtime
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
 
 from device.basemodels import BASE_FILES
 from device.bundle import load_bundle
@@ -28,7 +33,7 @@ def test_manifest_describes_the_bundle(tone_bundle: Path) -> None:
     detection = m["detection"]
     assert set(detection["thresholds"]) == {"beep", "chirp"}
     assert all(0.0 < t < 1.0 for t in detection["thresholds"].values())
-    assert detection["refractory_s"] > 0 and detection["smoothing"] >= 1
+    assert detection["refractory_s"] > 0 and all(s >= 1 for s in detection["smoothing"].values())
     assert m["base_hashes"] == {} and set(m["files"]) == {"head.tflite"}
     assert m["trainer_version"] and m["created"]
     assert m["metrics"]["validation_accuracy"] >= 0.9
@@ -80,4 +85,54 @@ def test_bad_dataset_fails_before_training(tmp_path: Path, capsys: pytest.Captur
     assert hark(["train", str(data), "-o", str(tmp_path / "model"), "--base", "none"]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("hark: error:") and "'beep'" in err and "at least 8" in err
+    assert not (tmp_path / "model").exists()
+
+
+def _write_bank(folder: Path, count: int = 10) -> Path:
+    """Other sounds for the negative bank: warbling tones in noise, 2 s each."""
+    rng = np.random.default_rng(1)
+    folder.mkdir(parents=True)
+    t = np.arange(32000) / 16000
+    for i in range(count):
+        x = 0.1 * np.sin(2 * np.pi * (300 + 50 * i) * t) * (rng.random(32000) > 0.3) + 0.02 * rng.standard_normal(32000)
+        sf.write(folder / f"other{i}.wav", x.astype(np.float32), 16000)
+    return folder
+
+
+def test_negative_bank_is_trained_on_and_thresholds_are_calibrated(tone_dataset: Path, tmp_path: Path) -> None:
+    bank = _write_bank(tmp_path / "bank")
+    env = {**os.environ, "HARK_NEGATIVES": str(bank), "HARK_FEATURE_CACHE": str(tmp_path / "features")}
+    out = tmp_path / "model"
+    result = subprocess.run([sys.executable, "-m", "device", "train", str(tone_dataset), "-o", str(out), "--base",
+                             "none", "--false-alarms-per-hour", "2"], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    m = json.loads((out / "manifest.json").read_text())
+    used = m["metrics"]["negative_bank"]
+    assert used["clips"] == 10 and used["held_out_clips"] == 2 and used["train_windows"] > 0
+    assert list((tmp_path / "features").glob("negatives-none-*.npz"))  # features cached for the next training
+    detection = m["detection"]
+    assert detection["false_alarms_per_hour_budget"] == 2.0 and detection["calibration_hours"] > 0
+    assert set(detection["expected_recall"]) == set(detection["smoothing"]) == {"beep", "chirp"}
+    assert all(0.3 <= t < 1.0 for t in detection["thresholds"].values())
+    assert set(m["classify"]["thresholds"]) == {"beep", "chirp"}
+    assert "expected recall" in result.stdout and "budget 2" in result.stdout
+    report = (out / "report.html").read_text()
+    assert "recall versus false alarms per hour" in report and "held-out clips" in report
+
+
+def test_no_negatives_skips_the_bank(tone_bundle: Path) -> None:
+    m = json.loads((tone_bundle / "manifest.json").read_text())
+    assert m["metrics"]["negative_bank"] is None
+    assert m["detection"]["false_alarms_per_hour_budget"] == 1.0
+    assert "recall versus false alarms per hour" in (tone_bundle / "report.html").read_text()
+
+
+def test_missing_negative_bank_is_one_line_saying_how_to_fix(tone_dataset: Path, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("HARK_NEGATIVES", str(tmp_path / "nowhere"))
+    assert hark(["train", str(tone_dataset), "-o", str(tmp_path / "model"), "--base", "none"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("hark: error: negative bank:") and "nowhere" in err
+    assert "HARK_NEGATIVES" in err and "--no-negatives" in err
     assert not (tmp_path / "model").exists()

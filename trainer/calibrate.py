@@ -136,7 +136,14 @@ def calibrate(segments: Sequence[Segment], labels: Sequence[str], *, budget_per_
                 tied = [p for p in allowed if p[1] >= top - 1e-9]
                 pick = tied[len(tied) // 2]
             else:
-                pick = min(curve, key=lambda p: (p[2], -p[1]))
+                # Budget out of reach: the fewest false alarms, and among those settings the middle
+                # of the ones that keep nearly the best recall (not the lowest threshold that ties).
+                fewest = min(p[2] for p in curve)
+                floor = [p for p in curve if p[2] <= fewest + 1e-9 and p[0] >= MIN_THRESHOLD] or [
+                    min(curve, key=lambda p: (p[2], -p[1]))]
+                top = max(p[1] for p in floor)
+                tied = [p for p in floor if p[1] >= top - 0.1]
+                pick = tied[len(tied) // 2]
             candidate = ClassCalibration(threshold=pick[0], smoothing=smoothing, recall=pick[1],
                                          false_alarms_per_hour=pick[2], curve=curve)
             within = candidate.false_alarms_per_hour <= budget_per_hour

@@ -84,19 +84,36 @@ def spectrogram_pictures(dataset: Dataset, per_class: int = 2) -> list[tuple[str
     return out
 
 
+def calibration_picture(calibration: Any) -> str:
+    """Recall against false alarms per hour, one curve per class and smoothing chosen, the pick marked."""
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for label, c in calibration.per_class.items():
+        points = sorted(c.curve, key=lambda p: p[2])
+        line, = ax.plot([max(p[2], 0.05) for p in points], [p[1] for p in points], "-", label=label)
+        ax.plot([max(c.false_alarms_per_hour, 0.05)], [c.recall], "o", color=line.get_color())
+    ax.axvline(calibration.budget_per_hour, color="grey", linestyle="--", label="budget")
+    ax.set_xscale("log")
+    ax.set_xlabel("false alarms per hour (calibration stream)")
+    ax.set_ylabel("recall")
+    ax.set_ylim(-0.02, 1.02)
+    ax.legend(fontsize=8)
+    ax.set_title("recall vs false alarms (dots: chosen thresholds)")
+    return _png(fig)
+
+
 def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.1%}"
 
 
 def write_report(bundle: Path, *, manifest: dict[str, Any], history: dict[str, list[float]], dataset: Dataset,
-                 frontend: Frontend) -> Path:
+                 frontend: Frontend, calibration: Any = None) -> Path:
     """Write ``bundle/report.html`` and return its path."""
     metrics = manifest["metrics"]
     labels = manifest["labels"]
-    thresholds = manifest["detection"]["thresholds"]
+    clip_thresholds = manifest.get("classify", {}).get("thresholds") or manifest["detection"]["thresholds"]
     rows = "".join(
         f"<tr><td>{html.escape(label)}</td><td>{_fmt(m['precision'])}</td><td>{_fmt(m['recall'])}</td>"
-        f"<td>{m['support']}</td><td>{thresholds.get(label, '-')}</td>"
+        f"<td>{m['support']}</td><td>{clip_thresholds.get(label, '-')}</td>"
         f"<td>{manifest['dataset']['clips'].get(label, '-')}</td></tr>"
         for label, m in metrics["per_class"].items()
     )
@@ -104,6 +121,26 @@ def write_report(bundle: Path, *, manifest: dict[str, Any], history: dict[str, l
         f"<h3>{html.escape(label)}</h3><img src='{src}' alt='spectrograms of {html.escape(label)}'>"
         for label, src in spectrogram_pictures(dataset)
     )
+    detection = manifest["detection"]
+    calibrated = ""
+    if calibration is not None:
+        bank = metrics.get("negative_bank")
+        bank_text = (f"the negative bank's {bank['held_out_clips']} held-out clips (never trained on; "
+                     f"{bank['train_windows']} windows of its other clips were trained on, "
+                     f"{bank['hard_windows']} of them again as hard negatives)") if bank else "no negative bank"
+        cal_rows = "".join(
+            f"<tr><td>{html.escape(label)}</td><td>{detection['thresholds'][label]:.3f}</td>"
+            f"<td>{detection['smoothing'][label]}</td><td>{_fmt(detection['expected_recall'][label])}</td>"
+            f"<td>{detection['expected_false_alarms_per_hour'][label]:.2f}</td></tr>"
+            for label in labels[1:]
+        )
+        calibrated = f"""<h2>Detection on a stream</h2>
+<p>Thresholds and smoothing calibrated to at most <b>{detection['false_alarms_per_hour_budget']:g}</b> false
+alarms per hour on a {detection['calibration_hours'] * 60:.1f}-minute calibration stream (held-back clips in
+background, {bank_text}, held-back background), replayed through the device's own detector.</p>
+<table><tr><th>class</th><th>threshold</th><th>smoothing</th><th>expected recall</th>
+<th>false alarms/h</th></tr>{cal_rows}</table>
+<p><img src="{calibration_picture(calibration)}" alt="recall versus false alarms per hour"></p>"""
     warnings = "".join(f"<li>{html.escape(w)}</li>" for w in dataset.warnings) or "<li>none</li>"
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>hark model {html.escape(manifest['name'])}</title>
@@ -122,6 +159,7 @@ background pieces labelled as a class: {_fmt(metrics['validation_background_fals
 <table><tr><th>class</th><th>precision</th><th>recall</th><th>validation clips</th><th>threshold</th>
 <th>clips</th></tr>{rows}</table>
 <p><img src="{confusion_picture(metrics['confusion'], labels)}" alt="confusion matrix"></p>
+{calibrated}
 <h2>Training curves</h2>
 <p><img src="{curves_picture(history)}" alt="training curves"></p>
 <h2>Example spectrograms</h2>{spectrograms}

@@ -30,9 +30,11 @@ from device.audiofile import SAMPLE_RATE
 from device.basemodels import BASE_FILES, fetch_base
 from device.bundle import write_bundle
 from device.dataset import Clip, Dataset, check_dataset
+from device.errors import HarkError
 from device.frontend import Frontend, build_frontend
 from device.labels import BACKGROUND
 from trainer import features as F
+from trainer.perturb import perturb
 
 TRAINER_VERSION = __version__
 VALIDATION_SHARE = 0.25
@@ -43,6 +45,11 @@ BATCH = 128
 TARGET_COPIES = 48
 BACKGROUND_SEGMENT_S = 30.0
 GROUP_S = 3.0  # background is scored in pieces this long, like clips
+PERTURB_SHARE = 0.5
+# The user's own negatives (``_unknown_/``, moved captures) count more than the generic bank: they
+# are the sounds of this home that fired or must not fire.
+UNKNOWN_WEIGHT = 3.0
+HARD_WEIGHT = 3.0  # bank windows the first fit scored high, added again
 
 
 @dataclass
@@ -51,15 +58,22 @@ class Split:
 
     x: list[np.ndarray] = field(default_factory=list)
     y: list[np.ndarray] = field(default_factory=list)
+    w: list[np.ndarray] = field(default_factory=list)  # how much each window counts (before class balance)
     groups: list[tuple[int, np.ndarray, str]] = field(default_factory=list)  # (label index, windows, name)
+    clips: list[tuple[int, np.ndarray]] = field(default_factory=list)  # held-back clips' audio, for calibration
+    noise: list[np.ndarray] = field(default_factory=list)  # held-back background audio, for calibration
 
-    def add(self, windows: np.ndarray, label: int) -> None:
+    def add(self, windows: np.ndarray, label: int, weight: float = 1.0) -> None:
         if len(windows):
             self.x.append(windows)
             self.y.append(np.full(len(windows), label, np.int64))
+            self.w.append(np.full(len(windows), weight, np.float32))
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray]:
         return np.concatenate(self.x), np.concatenate(self.y)
+
+    def weights(self) -> np.ndarray:
+        return np.concatenate(self.w)
 
 
 @dataclass(frozen=True)
@@ -69,6 +83,7 @@ class TrainOptions:
     report: bool = True
     negatives: bool = True
     progress: bool = True
+    false_alarms_per_hour: float = 1.0
 
 
 def choose_base(dataset: Dataset, requested: str, *, seed: int = 0,
@@ -117,7 +132,10 @@ class Extractor:
             if c == 0:
                 x, event = x0, event0
             else:
-                x, event = F.augment(self.rng, x0, event0, self.noises, max_shift=self.fe.hop_samples)
+                # Half the copies also change speed, pitch or room (the sound is located again).
+                xp, eventp = self.padded(perturb(samples, self.rng)) if self.rng.random() < PERTURB_SHARE else (
+                    x0, event0)
+                x, event = F.augment(self.rng, xp, eventp, self.noises, max_shift=self.fe.hop_samples)
                 start, end = self.positive_span(len(x), event)
                 x, event = x[start:end], (max(0, event[0] - start), event[1] - start)
             feats = self.fe.transform(x)
@@ -201,6 +219,7 @@ def build_examples(dataset: Dataset, labels: list[str], recipe: F.Recipe, fe: Fr
         for s in range(0, len(b) - g + 1, g):
             jobs.append(("bgval", 0, b[s:s + g], "background"))
     counts = {label: len(splits[label][0]) + len(splits[label][1]) for label in labels[1:]}
+    val.noise = bg_val
     bg_step = max(1, recipe.stride)
     for kind, label, samples, extra in _progress(jobs, "extracting features", progress):
         if kind in ("train", "val"):
@@ -210,9 +229,10 @@ def build_examples(dataset: Dataset, labels: list[str], recipe: F.Recipe, fe: Fr
             split.add(neg, 0)
         elif kind == "valclip":
             val.groups.append((label, ex.classify_windows(samples), extra))
+            val.clips.append((label, samples))
         elif kind == "unknown":
             pos, neg = ex.clip_windows(samples, int(extra))
-            train.add(np.concatenate([pos, neg]), 0)
+            train.add(np.concatenate([pos, neg]), 0, UNKNOWN_WEIGHT)
         elif kind == "bgtrain":
             train.add(ex.all_windows(samples, bg_step), 0)
         elif kind == "bgval":
@@ -222,10 +242,12 @@ def build_examples(dataset: Dataset, labels: list[str], recipe: F.Recipe, fe: Fr
     return train, val, counts
 
 
-def class_weights(y: np.ndarray, n: int) -> np.ndarray:
-    counts = np.bincount(y, minlength=n).astype(np.float64)
-    weights = np.where(counts > 0, len(y) / (n * np.maximum(counts, 1)), 0.0)
-    return weights[y].astype(np.float32)
+def class_weights(y: np.ndarray, n: int, w: np.ndarray | None = None) -> np.ndarray:
+    """Per-window weights: each class counts as much as any other in all, ``w`` shares within a class."""
+    w = np.ones(len(y), np.float64) if w is None else w.astype(np.float64)
+    totals = np.bincount(y, weights=w, minlength=n)
+    weights = np.where(totals > 0, w.sum() / (n * np.maximum(totals, 1e-9)), 0.0)
+    return (weights[y] * w).astype(np.float32)
 
 
 def choose_thresholds(peaks: np.ndarray, truth: np.ndarray, labels: list[str]) -> dict[str, float]:
@@ -277,6 +299,117 @@ def group_peaks(model: Any, groups: list[tuple[int, np.ndarray, str]], n: int) -
     return np.array(peaks), np.array(truth)
 
 
+BANK_WINDOWS = 12000  # generic negatives per training: enough variety, bounded time
+POOL_WINDOWS = 30000  # bank windows the first fit scores to find hard negatives
+HARD_WINDOWS = 1500
+HARD_SCORE = 0.2  # a bank window scoring this for any class is a hard negative
+HELD_OUT_EVERY = 5  # every 5th bank clip is kept for calibration, never trained on
+CALIBRATION_BANK_S = 1800.0
+CALIBRATION_COPIES = 12  # positives per class in the calibration stream (held-back clips, varied)
+
+
+@dataclass
+class Bank:
+    """The negative bank's windows for one training: to fit on, to mine, and held out for calibration."""
+
+    train: np.ndarray
+    pool: np.ndarray
+    held: list[np.ndarray]
+    clips: int
+
+    def summary(self, hard_windows: int) -> dict[str, int]:
+        return {"clips": self.clips, "train_windows": int(len(self.train)), "held_out_clips": len(self.held),
+                "hard_windows": hard_windows}
+
+
+def load_bank(fe: Frontend, recipe: F.Recipe, rng: np.random.Generator, *, progress: bool) -> Bank:
+    """The generic negative bank (:mod:`trainer.negatives`), split into training and held-out clips."""
+    from trainer.negatives import bank_features, bank_windows, negative_dirs
+
+    try:
+        dirs = negative_dirs()
+    except HarkError as err:
+        raise HarkError(f"negative bank: {err}; set HARK_NEGATIVES to folders of recordings of other speech "
+                        "and sounds, or train with --no-negatives") from None
+    sequences = [s for s in bank_features(fe, dirs=dirs, progress=progress) if len(s) >= recipe.window]
+    if not sequences:
+        raise HarkError(f"negative bank: no recording under {', '.join(map(str, dirs))} is long enough "
+                        "for a head window; add longer ones, or train with --no-negatives")
+    held_idx = set(range(HELD_OUT_EVERY - 1, len(sequences), HELD_OUT_EVERY)) if len(sequences) >= 2 else set()
+    if len(sequences) >= 2 and not held_idx:
+        held_idx = {len(sequences) - 1}
+    held, seconds = [], 0.0
+    for i in sorted(held_idx):
+        if seconds < CALIBRATION_BANK_S:
+            held.append(sequences[i])
+            seconds += len(sequences[i]) * fe.hop_samples / SAMPLE_RATE
+    trained = [s for i, s in enumerate(sequences) if i not in held_idx]
+    step = max(1, recipe.stride)
+    return Bank(train=bank_windows(trained, window=recipe.window, stride=step, limit=BANK_WINDOWS, rng=rng),
+                pool=bank_windows(trained, window=recipe.window, stride=step, limit=POOL_WINDOWS, rng=rng),
+                held=held, clips=len(sequences))
+
+
+def mine_hard(model: Any, pool: np.ndarray, *, limit: int) -> np.ndarray:
+    """The bank windows that score at least ``HARD_SCORE`` for some class, highest first."""
+    if not len(pool):
+        return pool
+    top = model.predict(pool, verbose=0, batch_size=1024)[:, 1:].max(axis=1)
+    idx = np.flatnonzero(top >= HARD_SCORE)
+    return pool[idx[np.argsort(-top[idx])][:limit]]
+
+
+def stream_scores(model: Any, recipe: F.Recipe, fe: Frontend, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Head scores and their stream times (s) over a recording's features, windows as the pipeline forms them."""
+    n = len(features) - recipe.window + 1
+    starts = [s for s in range(max(0, n)) if (s + recipe.window) % max(1, recipe.stride) == 0]
+    if not starts:
+        return np.zeros((0, 1)), np.zeros(0)
+    scores = model.predict(F.stack_windows(features, starts, recipe.window), verbose=0, batch_size=1024)
+    times = np.array([fe.feature_end(s + recipe.window - 1) for s in starts]) / SAMPLE_RATE
+    return scores, times
+
+
+def calibrate_head(model: Any, recipe: F.Recipe, fe: Frontend, labels: list[str], val: Split, bank: Bank | None,
+                   *, rng: np.random.Generator, refractory_s: float, budget_per_hour: float) -> Any:
+    """Thresholds and smoothing per class within the false-alarm budget (:mod:`trainer.calibrate`).
+
+    The stream: held-back clips (padded as on the device, mixed into held-back background, some
+    perturbed), the bank's held-out clips and the held-back background, scored by the head.
+    """
+    from trainer.calibrate import THRESHOLD_GRID, Segment, calibrate
+
+    segments: list[Segment] = []
+    needed = F.needed_samples(fe, recipe.window, recipe.stride)
+    per_label: dict[int, list[np.ndarray]] = {}
+    for label, samples in val.clips:
+        per_label.setdefault(label, []).append(samples)
+    for label, clips in per_label.items():
+        for k in range(max(len(clips), CALIBRATION_COPIES)):
+            samples = clips[k % len(clips)]
+            if k >= len(clips) and rng.random() < PERTURB_SHARE:
+                samples = perturb(samples, rng)
+            x, offset = F.pad_clip(samples, needed=needed, pad=recipe.clip_padding_samples)
+            s, e = F.locate_event(samples)
+            if k >= len(clips) or val.noise:
+                x = F.mix_at_snr(x, F.noise_piece(rng, val.noise, len(x)), float(rng.uniform(5.0, 25.0)),
+                                 (s + offset, e + offset))
+            scores, times = stream_scores(model, recipe, fe, fe.transform(x))
+            segments.append(Segment(scores=scores, times=times, target=labels[label],
+                                    event=((s + offset) / SAMPLE_RATE, (e + offset) / SAMPLE_RATE)))
+    pieces = [f for f in (bank.held if bank is not None else [])]
+    chunk = int(BACKGROUND_SEGMENT_S * SAMPLE_RATE)
+    pieces += [fe.transform(b[i:i + chunk]) for b in val.noise for i in range(0, len(b), chunk)]
+    for features in pieces:
+        scores, times = stream_scores(model, recipe, fe, features)
+        if len(times):
+            segments.append(Segment(scores=scores, times=times))
+    hours = sum(seg.duration_s for seg in segments) / 3600
+    # Segments where no class ever reaches the lowest threshold cannot fire: replaying them only costs time.
+    kept = [seg for seg in segments if seg.target is not None or seg.scores[:, 1:].max() >= THRESHOLD_GRID.min()]
+    return calibrate(kept, labels, budget_per_hour=budget_per_hour, negative_hours=hours, refractory_s=refractory_s)
+
+
 def train(dataset_path: str | Path, output: str | Path, options: TrainOptions = TrainOptions()) -> dict[str, Any]:
     """Train a bundle at ``output`` from the dataset folder; returns the manifest written."""
     started = time.monotonic()
@@ -290,7 +423,11 @@ def train(dataset_path: str | Path, output: str | Path, options: TrainOptions = 
     labels = [BACKGROUND, *dataset.labels]
     rng = np.random.default_rng(options.seed)
     train_split, val_split, counts = build_examples(dataset, labels, recipe, fe, rng, options.progress)
+    bank = load_bank(fe, recipe, rng, progress=options.progress) if options.negatives else None
+    if bank is not None:
+        train_split.add(bank.train, 0)
     x_train, y_train = train_split.arrays()
+    w_train = train_split.weights()
     x_val, y_val = val_split.arrays()
     features_s = time.monotonic() - started
 
@@ -306,7 +443,7 @@ def train(dataset_path: str | Path, output: str | Path, options: TrainOptions = 
     stopper = H.keras.callbacks.EarlyStopping(monitor="val_loss", patience=PATIENCE, min_delta=1e-3,
                                                 restore_best_weights=True)
     bar = _EpochBar(MAX_EPOCHS, "training head", options.progress)
-    history = model.fit(x_train, y_train, sample_weight=class_weights(y_train, n), batch_size=BATCH,
+    history = model.fit(x_train, y_train, sample_weight=class_weights(y_train, n, w_train), batch_size=BATCH,
                         epochs=MAX_EPOCHS, validation_data=(x_val, y_val, class_weights(y_val, n)),
                         callbacks=[stopper, bar.callback], verbose=0, shuffle=True)
     bar.close()
@@ -319,13 +456,31 @@ def train(dataset_path: str | Path, output: str | Path, options: TrainOptions = 
     clip_truth = truth != 0
     metrics["clip_accuracy"] = float((pred[clip_truth] == truth[clip_truth]).mean()) if clip_truth.any() else None
     metrics["background_false_alarm_rate"] = float((pred[~clip_truth] != 0).mean()) if (~clip_truth).any() else None
+    hard_windows = 0
+    if bank is not None:
+        # Hard negatives: the bank windows this head already takes for a class, taught again.
+        hard = mine_hard(model, bank.pool, limit=HARD_WINDOWS)
+        hard_windows = len(hard)
+        if hard_windows:
+            x_train = np.concatenate([x_train, hard])
+            y_train = np.concatenate([y_train, np.zeros(hard_windows, np.int64)])
+            w_train = np.concatenate([w_train, np.full(hard_windows, HARD_WEIGHT, np.float32)])
+            again = max(3, best_epochs // 3)
+            bar = _EpochBar(again, "hard negatives", options.progress)
+            model.fit(x_train, y_train, sample_weight=class_weights(y_train, n, w_train), batch_size=BATCH,
+                      epochs=again, callbacks=[bar.callback], verbose=0, shuffle=True)
+            bar.close()
+    refractory_s = 1.0 if recipe.mode == "event" else 2.0
+    calibration = calibrate_head(model, recipe, fe, labels, val_split, bank, rng=rng, refractory_s=refractory_s,
+                                 budget_per_hour=options.false_alarms_per_hour)
     # Then fit on every clip for a third of the epochs validation chose: with 8 clips a class
     # the held-out two matter. Continuing (not refitting from scratch) reuses the traced graph.
     final = model
     x_all, y_all = np.concatenate([x_train, x_val]), np.concatenate([y_train, y_val])
+    w_all = np.concatenate([w_train, val_split.weights()])
     extra = max(2, best_epochs // 3)
     bar = _EpochBar(extra, "final fit", options.progress)
-    final.fit(x_all, y_all, sample_weight=class_weights(y_all, n), batch_size=BATCH, epochs=extra,
+    final.fit(x_all, y_all, sample_weight=class_weights(y_all, n, w_all), batch_size=BATCH, epochs=extra,
               callbacks=[bar.callback], verbose=0, shuffle=True)
     bar.close()
     head_bytes = H.export_tflite(final, window=recipe.window, feature_shape=fe.feature_shape)
@@ -347,12 +502,10 @@ def train(dataset_path: str | Path, output: str | Path, options: TrainOptions = 
             "positives": recipe.mode,
         },
         "labels": labels,
-        "detection": {
-            "thresholds": thresholds,
-            "smoothing": 1,
-            "refractory_s": 1.0 if recipe.mode == "event" else 2.0,
-            "expected_recall": recall,
-        },
+        "detection": {**calibration.manifest_block(), "refractory_s": refractory_s},
+        # Whole clips (hark classify, evaluate) keep the thresholds that best separate the
+        # validation clips: a stream's false-alarm budget would turn quiet clips into background.
+        "classify": {"thresholds": thresholds, "expected_recall": recall},
         "base_hashes": {name: BASE_FILES[name].sha256 for name in base_files},
         "metrics": {
             "validation_accuracy": metrics["accuracy"],
@@ -363,6 +516,7 @@ def train(dataset_path: str | Path, output: str | Path, options: TrainOptions = 
             "epochs": best_epochs,
             "train_windows": int(len(y_train)),
             "validation_windows": int(len(y_val)),
+            "negative_bank": bank.summary(hard_windows) if bank is not None else None,
             "feature_seconds": round(features_s, 1),
             "train_seconds": round(time.monotonic() - started, 1),
         },
@@ -377,7 +531,8 @@ def train(dataset_path: str | Path, output: str | Path, options: TrainOptions = 
     if options.report:
         from trainer.report import write_report
 
-        write_report(output, manifest=manifest, history=history.history, dataset=dataset, frontend=fe)
+        write_report(output, manifest=manifest, history=history.history, dataset=dataset, frontend=fe,
+                     calibration=calibration)
     return manifest
 
 
@@ -406,16 +561,21 @@ class _EpochBar:
 
 
 def main(args: argparse.Namespace) -> int:
+    if not args.false_alarms_per_hour > 0:
+        raise HarkError(f"--false-alarms-per-hour: {args.false_alarms_per_hour} must be above 0")
     options = TrainOptions(base=args.base, seed=args.seed, report=not args.no_report,
-                           negatives=not args.no_negatives)
+                           negatives=not args.no_negatives, false_alarms_per_hour=args.false_alarms_per_hour)
     manifest = train(args.dataset, args.output, options)
     m = manifest["metrics"]
     acc = m["validation_accuracy"]
     print(f"wrote {args.output}: base {manifest['base']}, labels {', '.join(manifest['labels'][1:])}, "
           f"validation accuracy {acc:.1%} ({m['train_seconds']:.0f} s)" if acc is not None else
           f"wrote {args.output}")
-    for label, t in manifest["detection"]["thresholds"].items():
-        print(f"  {label}: threshold {t:.2f}")
+    det = manifest["detection"]
+    for label, t in det["thresholds"].items():
+        print(f"  {label}: threshold {t:.2f}, smoothing {det['smoothing'][label]}, expected recall "
+              f"{det['expected_recall'][label]:.0%} at {det['expected_false_alarms_per_hour'][label]:.2f} "
+              f"false alarms/h (budget {det['false_alarms_per_hour_budget']:g})")
     if options.report:
         print(f"report: {Path(args.output) / 'report.html'}")
     return 0

@@ -199,6 +199,24 @@ def main() -> int:
         print(f"  false: {d.label} {d.score:.2f} at {d.time_s:.2f} s near {what_was_there(d, everything)}")
     for t in result["missed"][:20]:  # type: ignore[index]
         print(f"  missed: {t.label} {t.start_s:.2f}-{t.end_s:.2f}")
+    # Recall at a fixed false-alarm rate (a point on the detection-error curve, as openWakeWord reports
+    # it): one threshold for every class, the lowest that keeps the stream within the rate. The
+    # threshold is read off this stream, so it says what the head can do, not what calibration chose.
+    detection = model.manifest.get("detection")
+    for rate in (2.0, 0.5):
+        best = None
+        for thr in np.round(np.concatenate([np.arange(0.3, 0.95, 0.01), np.arange(0.95, 0.9995, 0.001)]), 4):
+            detector = Detector(model.labels, DetectorSettings.resolve(model.bundle.classes, detection,
+                                                                        thresholds=float(thr)))
+            r = score([d for scores, t in trace for d in detector.update(scores, t)], targets, hours)
+            if r["fa_per_hour"] <= rate:  # type: ignore[operator]
+                best = (float(thr), r)
+                break
+        if best is None:
+            print(f"RECALL AT {rate:g}/H       not reached at any threshold")
+        else:
+            print(f"RECALL AT {rate:g}/H       {best[1]['recall']:6.1%}   (one threshold {best[0]:.3f} for all "
+                  f"classes; {best[1]['fa_per_hour']:.2f} false/h, p95 latency {best[1]['p95_latency']:.2f} s)")
     if args.sweep:
         print("\nreplaying the detector over the recorded head scores:")
         print(f"{'threshold x':>11} {'smoothing':>9} {'decision_s':>10} {'recall':>7} {'FA/h':>6} {'p95 s':>6}")
