@@ -324,9 +324,10 @@ def find_input_device(spec: str | int | None, pa: Any | None = None) -> int | No
 class MicSource:
     """The microphone as a stream of 16 kHz mono chunks (see the module notes on overflow and reopening).
 
-    ``device`` is an index, a name substring, or ``None`` for the system default input. The
-    device is opened here, so a wrong name fails at once (listing the devices); only a device
-    that goes away later is retried.
+    ``device`` is an index, a name substring, or ``None`` for the system default input; ``rate``
+    is the capture rate in Hz, ``None`` for the device's own default (USB microphones often refuse
+    anything else, so that is the safe choice). The device is opened here, so a wrong name fails
+    at once (listing the devices); only a device that goes away later is retried.
     """
 
     QUEUE_BLOCKS = 64  # about 5 s of 80 ms blocks before the consumer's lag becomes an overflow
@@ -334,8 +335,10 @@ class MicSource:
     BACKOFF_FIRST_S = 0.5
     BACKOFF_MAX_S = 30.0
 
-    def __init__(self, *, device: str | int | None = None, chunk_samples: int = CHUNK_SAMPLES) -> None:
+    def __init__(self, *, device: str | int | None = None, rate: int | None = None,
+                 chunk_samples: int = CHUNK_SAMPLES) -> None:
         self.device_spec = device
+        self.requested_rate = rate
         self.chunk_samples = _check_chunk(chunk_samples)
         self.overflows = 0  # blocks PortAudio or our queue had to drop
         self.reopens = 0
@@ -368,7 +371,7 @@ class MicSource:
             self._pa = None
             raise
         self.name = str(info["name"])
-        self.rate = int(info["defaultSampleRate"])
+        self.rate = int(self.requested_rate or info["defaultSampleRate"])
         max_channels = max(1, int(info["maxInputChannels"]))
         frames = max(1, round(self.chunk_samples * self.rate / SAMPLE_RATE))
         last_error: Exception | None = None

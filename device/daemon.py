@@ -15,7 +15,6 @@ SIGTERM and SIGINT stop it cleanly: ``offline`` is published and systemd is told
 from __future__ import annotations
 
 import argparse
-import inspect
 import logging
 import signal
 import sqlite3
@@ -107,14 +106,7 @@ class Daemon:
             log.info("reading %s (%.1f s%s)", self.input_path, self.source.duration_s,
                      ", paced in real time" if self.realtime else "")
         else:
-            kwargs: dict[str, Any] = {"device": self.config.audio.device}
-            if self.config.audio.rate is not None:
-                if "rate" in inspect.signature(MicSource).parameters:
-                    kwargs["rate"] = self.config.audio.rate
-                else:
-                    log.warning("audio.rate is not supported by this version's microphone source; "
-                                "capturing at the device's own rate")
-            self.source = MicSource(**kwargs)
+            self.source = MicSource(device=self.config.audio.device, rate=self.config.audio.rate)
         return self.source
 
     # ------------------------------------------------------------ events from outside (other threads)

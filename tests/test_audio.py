@@ -165,6 +165,17 @@ def test_mic_source_captures_at_the_device_rate_and_resamples(pulse_server, tmp_
     assert 0.4 < np.abs(audio).max() < 0.6
 
 
+def test_mic_source_captures_at_a_requested_rate(pulse_server) -> None:
+    with MicSource(device="pulse", rate=22050) as mic:
+        assert mic.rate == 22050
+        chunks = []
+        for chunk in mic:
+            chunks.append(chunk)
+            if sum(len(c) for c in chunks) >= 16000:
+                break
+    assert all(len(c) in (0, 1280) for c in chunks)
+
+
 def test_mic_source_counts_overflows_and_keeps_going(pulse_server, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(MicSource, "QUEUE_BLOCKS", 3)
     with MicSource(device="pulse") as mic:
