@@ -94,7 +94,7 @@ class Daemon:
             self.mqtt = MqttPublisher(
                 self.config.mqtt, state_dir=self.state_dir, model_name=self.model_name, labels=self.model.labels,
                 on_mute=self._on_mute, on_record=lambda cmd: self._on_button(cmd.label, cmd.seconds),
-                record_default_s=rec.clip_seconds, record_max_s=rec.max_seconds,
+                record_max_s=rec.max_seconds,
             )
             self.mqtt.start()
 

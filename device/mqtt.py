@@ -35,7 +35,6 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -46,7 +45,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from device import __version__
 from device.config import MqttConfig
 from device.errors import HarkError
-from device.labels import BACKGROUND, check_label
+from device.labels import BACKGROUND
+from device.recorder import ClipRequest, parse_record_payload
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,6 @@ class _ReconnectNoise(logging.Filter):
 _paho_log = logging.getLogger("device.mqtt.paho")
 _paho_log.addFilter(_ReconnectNoise())
 
-MAX_COMMAND_BYTES = 1024
 ORIGIN = {"name": "hark", "sw_version": __version__}
 
 
@@ -125,14 +124,6 @@ class Outbox:
             self._db.close()
 
 
-@dataclass(frozen=True)
-class RecordCommand:
-    """A validated ``record/set`` request: ``label`` None means background."""
-
-    label: str | None
-    seconds: float
-
-
 def parse_mute(payload: bytes) -> bool:
     """``ON`` / ``OFF`` (any case, surrounding blanks ignored) to True / False; HarkError otherwise."""
     text = payload.decode("utf-8", errors="replace").strip().upper()
@@ -141,26 +132,18 @@ def parse_mute(payload: bytes) -> bool:
     return text == "ON"
 
 
-def parse_record(payload: bytes, *, default_seconds: float, max_seconds: float) -> RecordCommand:
-    """A ``record/set`` payload checked field by field; HarkError naming the problem otherwise."""
-    if len(payload) > MAX_COMMAND_BYTES:
-        raise HarkError(f"record/set: payload of {len(payload)} bytes is too long")
-    try:
-        doc = json.loads(payload.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise HarkError(f"record/set: not a JSON object: {payload[:40]!r}") from None
-    if not isinstance(doc, dict):
-        raise HarkError("record/set: expected a JSON object like {\"label\": \"beep\", \"seconds\": 1.0}")
-    unknown = set(doc) - {"label", "seconds"}
-    if unknown:
-        raise HarkError(f"record/set: unknown field {sorted(unknown)[0]!r} (known: label, seconds)")
-    label = doc.get("label")
-    if label is not None and label != BACKGROUND:
-        check_label(label, where="record/set: label")
-    seconds = doc.get("seconds", default_seconds)
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0.2 <= seconds <= max_seconds:
-        raise HarkError(f"record/set: seconds must be a number from 0.2 to {max_seconds:g}, got {seconds!r}"[:160])
-    return RecordCommand(label=None if label in (None, BACKGROUND) else label, seconds=float(seconds))
+def parse_record(payload: bytes, *, max_seconds: float) -> ClipRequest:
+    """A ``record/set`` payload checked as every clip request from outside is
+    (:func:`device.recorder.parse_record_payload`), and no longer than ``max_seconds``.
+
+    ``seconds`` left out stays ``None``: the recorder then uses the configured clip length, or
+    the background length for ``"background"``.
+    """
+    request = parse_record_payload(payload)
+    if request.seconds is not None and request.seconds > max_seconds:
+        raise HarkError(f"record command: seconds {request.seconds:g} is more than recording.max_seconds "
+                        f"({max_seconds:g})")
+    return request
 
 
 class MqttPublisher:
@@ -174,8 +157,7 @@ class MqttPublisher:
         model_name: str,
         labels: list[str],
         on_mute: Callable[[bool], None] | None = None,
-        on_record: Callable[[RecordCommand], None] | None = None,
-        record_default_s: float = 1.0,
+        on_record: Callable[[ClipRequest], None] | None = None,
         record_max_s: float = 60.0,
     ) -> None:
         self.config = config
@@ -185,7 +167,6 @@ class MqttPublisher:
         self.labels = [label for label in labels if label != BACKGROUND]
         self.on_mute = on_mute
         self.on_record = on_record
-        self.record_default_s = record_default_s
         self.record_max_s = record_max_s
         self.outbox = Outbox(state_dir / "mqtt-outbox.sqlite3", max_events=config.outbox_max)
         self._state = {"state": "listening", "muted": False}
@@ -338,9 +319,9 @@ class MqttPublisher:
                 if self.on_mute:
                     self.on_mute(muted)
             elif message.topic == self.topic("record/set"):
-                command = parse_record(message.payload, default_seconds=self.record_default_s,
-                                       max_seconds=self.record_max_s)
-                log.info("MQTT: record %s for %.1f s", command.label or BACKGROUND, command.seconds)
+                command = parse_record(message.payload, max_seconds=self.record_max_s)
+                log.info("MQTT: record %s%s", command.label or BACKGROUND,
+                         f" for {command.seconds:g} s" if command.seconds else "")
                 if self.on_record:
                     self.on_record(command)
         except HarkError as err:

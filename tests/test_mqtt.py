@@ -18,7 +18,8 @@ import pytest
 from device import __version__
 from device.config import MqttConfig
 from device.errors import HarkError
-from device.mqtt import MqttPublisher, Outbox, RecordCommand, parse_mute, parse_record
+from device.mqtt import MqttPublisher, Outbox, parse_mute, parse_record
+from device.recorder import ClipRequest
 from tests.fixtures.broker import Broker, Subscriber
 
 LABELS = ["background", "beep", "chirp"]
@@ -132,7 +133,7 @@ def test_discovery_republished_when_home_assistant_comes_online(broker: Broker, 
 
 def test_commands_and_bad_payloads(broker: Broker, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     mutes: list[bool] = []
-    records: list[RecordCommand] = []
+    records: list[ClipRequest] = []
     sub = Subscriber(broker, ["hark/kitchen/state"])
     pub = publisher(broker, tmp_path, on_mute=mutes.append, on_record=records.append)
     caplog.set_level(logging.WARNING, logger="device.mqtt")
@@ -143,18 +144,20 @@ def test_commands_and_bad_payloads(broker: Broker, tmp_path: Path, caplog: pytes
             send("hark/kitchen/mute/set", bad, qos=1)
         for bad in [b"not json", b"[1,2]", b'{"label": "../etc"}', b'{"label": "/abs"}', b'{"label": "Beep"}',
                     b'{"label": "beep", "seconds": 1e9}', b'{"label": "beep", "seconds": "2"}',
-                    b'{"label": "beep", "extra": 1}', b'{"label": 5}', b"x" * 5000]:
+                    b'{"label": "beep", "extra": 1}', b'{"label": 5}', b"x" * 5000, b"{}",
+                    b'{"label": "beep", "seconds": 31}']:
             send("hark/kitchen/record/set", bad, qos=1)
         send("hark/kitchen/mute/set", b"ON", qos=1)
         send("hark/kitchen/record/set", b'{"label": "beep", "seconds": 2.5}', qos=1)
         send("hark/kitchen/record/set", b'{"label": "background"}', qos=1)
-        send("hark/kitchen/record/set", b"{}", qos=1)
+        send("hark/kitchen/record/set", b'{"label": null, "seconds": 20}', qos=1)
         send("hark/kitchen/mute/set", b"off", qos=1)
         sub.wait_for(lambda: len(mutes) == 2 and len(records) == 3)
         assert mutes == [True, False]
-        assert records == [RecordCommand("beep", 2.5), RecordCommand(None, 1.0), RecordCommand(None, 1.0)]
+        # Background without seconds: the recorder picks its configured background length.
+        assert records == [ClipRequest("beep", 2.5), ClipRequest(None, None), ClipRequest(None, 20.0)]
         ignored = [r.getMessage() for r in caplog.records if "ignored a bad command" in r.getMessage()]
-        assert len(ignored) == 13
+        assert len(ignored) == 15
         assert any("../etc" in m for m in ignored)
 
         pub.set_state("muted", muted=True)
@@ -169,11 +172,13 @@ def test_parsers_directly() -> None:
     assert parse_mute(b" ON\n") is True
     with pytest.raises(HarkError):
         parse_mute(b"1")
-    assert parse_record(b'{"seconds": 3}', default_seconds=1, max_seconds=10) == RecordCommand(None, 3.0)
+    assert parse_record(b'{"label": "background", "seconds": 3}', max_seconds=10) == ClipRequest(None, 3.0)
     with pytest.raises(HarkError, match="seconds"):
-        parse_record(b'{"label": "beep", "seconds": 0}', default_seconds=1, max_seconds=10)
+        parse_record(b'{"label": "beep", "seconds": 0}', max_seconds=10)
     with pytest.raises(HarkError, match="seconds"):
-        parse_record(b'{"label": "beep", "seconds": true}', default_seconds=1, max_seconds=10)
+        parse_record(b'{"label": "beep", "seconds": true}', max_seconds=10)
+    with pytest.raises(HarkError, match="max_seconds"):
+        parse_record(b'{"label": "beep", "seconds": 11}', max_seconds=10)
 
 
 def test_broker_killed_mid_run_every_event_arrives_in_order_once(broker: Broker, tmp_path: Path) -> None:
