@@ -49,7 +49,7 @@ PERTURB_SHARE = 0.5
 # The user's own negatives (``_unknown_/``, moved captures) count more than the generic bank: they
 # are the sounds of this home that fired or must not fire.
 UNKNOWN_WEIGHT = 3.0
-HARD_WEIGHT = 3.0  # bank windows the first fit scored high, added again
+HARD_WEIGHT = 2.0  # bank windows the first fit scored high, added again
 
 
 @dataclass
@@ -299,7 +299,7 @@ def group_peaks(model: Any, groups: list[tuple[int, np.ndarray, str]], n: int) -
     return np.array(peaks), np.array(truth)
 
 
-BANK_WINDOWS = 12000  # generic negatives per training: enough variety, bounded time
+BANK_WINDOWS = 6000  # generic negatives per training: enough variety, bounded time
 POOL_WINDOWS = 30000  # bank windows the first fit scores to find hard negatives
 HARD_WINDOWS = 1500
 HARD_SCORE = 0.2  # a bank window scoring this for any class is a hard negative

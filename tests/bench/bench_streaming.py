@@ -204,14 +204,18 @@ def main() -> int:
     # threshold is read off this stream, so it says what the head can do, not what calibration chose.
     detection = model.manifest.get("detection")
     for rate in (2.0, 0.5):
+        grid = np.round(np.concatenate([np.arange(0.3, 0.95, 0.01), np.arange(0.95, 0.9995, 0.001)]), 4)
         best = None
-        for thr in np.round(np.concatenate([np.arange(0.3, 0.95, 0.01), np.arange(0.95, 0.9995, 0.001)]), 4):
+        lo, hi = 0, len(grid) - 1  # false alarms fall as the threshold rises: bisect for the lowest within rate
+        while lo <= hi:
+            mid = (lo + hi) // 2
             detector = Detector(model.labels, DetectorSettings.resolve(model.bundle.classes, detection,
-                                                                        thresholds=float(thr)))
+                                                                        thresholds=float(grid[mid])))
             r = score([d for scores, t in trace for d in detector.update(scores, t)], targets, hours)
             if r["fa_per_hour"] <= rate:  # type: ignore[operator]
-                best = (float(thr), r)
-                break
+                best, hi = (float(grid[mid]), r), mid - 1
+            else:
+                lo = mid + 1
         if best is None:
             print(f"RECALL AT {rate:g}/H       not reached at any threshold")
         else:
