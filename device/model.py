@@ -20,6 +20,19 @@ from device.labels import BACKGROUND
 from device.runtime import load_interpreter
 
 
+def needed_samples(frontend: Frontend, window: int, stride: int) -> int:
+    """Samples that give ``stride`` whole windows from a fresh frontend."""
+    return frontend.first_end + (window + stride - 2) * frontend.hop_samples
+
+
+def pad_clip(samples: np.ndarray, *, needed: int, pad: int) -> tuple[np.ndarray, int]:
+    """The clip with ``max(pad, needed)`` samples of silence before it and ``pad`` after, and the
+    offset of its sample 0; the trainer pads its clips with this very function."""
+    before = max(pad, needed)
+    padded = np.concatenate([np.zeros(before, np.float32), samples.astype(np.float32), np.zeros(pad, np.float32)])
+    return padded, before
+
+
 class Head:
     """The trained head as a TFLite interpreter; batches of windows in, probabilities out."""
 
@@ -98,9 +111,7 @@ class Model:
         # feature may end after its receptive field: speech 13280 > 12640 samples), so that some
         # window ends at every point of the clip, its first sample included: a short clip's
         # sound is then seen at the end of a window, as the head was trained to see it.
-        fe = self.frontend
-        before = max(pad, fe.first_end + (self.window + self.stride - 2) * fe.hop_samples)
-        return np.concatenate([np.zeros(before, np.float32), samples.astype(np.float32), np.zeros(pad, np.float32)])
+        return pad_clip(samples, needed=needed_samples(self.frontend, self.window, self.stride), pad=pad)[0]
 
     def clip_scores(self, samples: np.ndarray) -> np.ndarray:
         """Head probabilities ``[n_windows, n_labels]`` over a whole (padded) clip."""

@@ -22,6 +22,7 @@ import numpy as np
 
 from device.audiofile import SAMPLE_RATE
 from device.frontend import Frontend
+from device.model import needed_samples, pad_clip  # noqa: F401  (the trainer pads clips as the device does)
 
 FRAME = 160  # 10 ms energy frames for locating sounds
 
@@ -57,18 +58,6 @@ RECIPES: dict[str, Recipe] = {
 def span_samples(frontend: Frontend, window: int) -> int:
     """Samples one head window sees (as :attr:`device.model.Model.span_samples`)."""
     return frontend.receptive_samples + (window - 1) * frontend.hop_samples
-
-
-def needed_samples(frontend: Frontend, window: int, stride: int) -> int:
-    """Samples that give ``stride`` whole windows from a fresh frontend (as :meth:`device.model.Model.pad_clip`)."""
-    return frontend.first_end + (window + stride - 2) * frontend.hop_samples
-
-
-def pad_clip(samples: np.ndarray, *, needed: int, pad: int) -> tuple[np.ndarray, int]:
-    """The clip padded exactly as :meth:`device.model.Model.pad_clip` does, and the offset of sample 0."""
-    before = max(pad, needed)
-    padded = np.concatenate([np.zeros(before, np.float32), samples.astype(np.float32), np.zeros(pad, np.float32)])
-    return padded, before
 
 
 def frame_db(samples: np.ndarray) -> np.ndarray:

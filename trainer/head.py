@@ -12,14 +12,6 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
-
-from device.runtime import interpreter_class  # noqa: E402
-
-# The small TFLite runtime must be loaded before TensorFlow: loaded after it, in the same
-# process, tflite_runtime 2.14 fails to read any model ("vector::reserve"), which would break
-# every Model.load in a process that trained (tests, notebooks). The other order works.
-interpreter_class()
-
 import tensorflow as tf  # noqa: E402
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2  # noqa: E402
 

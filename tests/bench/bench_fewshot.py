@@ -72,6 +72,18 @@ def split(folder: Path, per_class: int, seed: int) -> list[Path]:
     return [Path(line) for line in out.splitlines() if line.strip()]
 
 
+def train_and_score(train_clips: dict[str, list[Path]], tests: dict[str, list[Path]], *, base: str,
+                    seed: int) -> tuple[dict, float, float, dict[str, float]]:
+    """Train on ``train_clips`` (linked, not copied) and score ``tests``: manifest, seconds, accuracy, per class."""
+    with tempfile.TemporaryDirectory() as tmp:
+        data = link_dataset(Path(tmp) / "data", train_clips)
+        started = time.monotonic()
+        manifest = train(data, Path(tmp) / "model", TrainOptions(base=base, seed=seed, report=False, progress=False))
+        took = time.monotonic() - started
+        acc, per = accuracy(Path(tmp) / "model", tests)
+    return manifest, took, acc, per
+
+
 def bench_keywords(seeds: list[int], base: str) -> None:
     folder = REAL / "keywords"
     labels = sorted(p.name for p in folder.iterdir() if p.is_dir())
@@ -80,13 +92,7 @@ def bench_keywords(seeds: list[int], base: str) -> None:
         chosen = set(split(folder, 8, seed))
         train_clips = {label: sorted(p for p in chosen if p.parent.name == label) for label in labels}
         tests = {label: [p for p in find_audio([folder / label]) if p not in chosen] for label in labels}
-        with tempfile.TemporaryDirectory() as tmp:
-            data = link_dataset(Path(tmp) / "data", train_clips)
-            started = time.monotonic()
-            manifest = train(data, Path(tmp) / "model", TrainOptions(base=base, seed=seed, report=False,
-                                                                     progress=False))
-            took = time.monotonic() - started
-            acc, per = accuracy(Path(tmp) / "model", tests)
+        manifest, took, acc, per = train_and_score(train_clips, tests, base=base, seed=seed)
         results.append(acc)
         print(f"keywords seed {seed}: accuracy {acc:.2%} on {sum(map(len, tests.values()))} clips "
               f"({', '.join(f'{k} {v:.0%}' for k, v in per.items())}); base {manifest['base']}, "
@@ -110,13 +116,7 @@ def bench_esc(seeds: list[int], base: str, classes: tuple[str, ...] | None = Non
             pool = [p for p in files if p.name[0] in "12"]
             train_clips[label] = [pool[i] for i in sorted(rng.choice(len(pool), 8, replace=False))]
             tests[label] = [p for p in files if p.name[0] == "3"]
-        with tempfile.TemporaryDirectory() as tmp:
-            data = link_dataset(Path(tmp) / "data", train_clips)
-            started = time.monotonic()
-            manifest = train(data, Path(tmp) / "model", TrainOptions(base=base, seed=seed, report=False,
-                                                                     progress=False))
-            took = time.monotonic() - started
-            acc, per = accuracy(Path(tmp) / "model", tests)
+        manifest, took, acc, per = train_and_score(train_clips, tests, base=base, seed=seed)
         results.append(acc)
         worst = sorted(per.items(), key=lambda kv: kv[1])[:3]
         print(f"esc10 seed {seed}: accuracy {acc:.2%} on {sum(map(len, tests.values()))} fold-3 clips; "
