@@ -17,9 +17,16 @@ be half of another word), so the class is chosen at the end of that period: the 
 crossed during it and now stands furthest above its threshold. The others that crossed are held
 off as part of the same sound. This costs ``decision_s`` of latency; 0 decides at once.
 
+One sound, one detection: after a detection every *other* class is held off for
+``hold_others_s`` (the trainer writes the head's window span, ~2 s for speech). The detected
+sound stays in the head's window that long, and a window holding the tail of "computer" and
+silence is not evidence of "alexa"; without the hold such windows fired a second class about a
+second after the first. Two different sounds closer together than that give one detection.
+
 The manifest's ``detection`` section gives the defaults the trainer calibrated:
 ``thresholds`` (per class), ``smoothing`` (head outputs averaged, an int or per class) and
-``refractory_s`` (seconds, a number or per class), ``decision_s`` (seconds). Callers (the config) may override any.
+``refractory_s`` (seconds, a number or per class), ``decision_s`` (seconds), ``hold_others_s``
+(seconds). Callers (the config) may override thresholds, smoothing, refractory and decision.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ DEFAULT_THRESHOLD = 0.5
 DEFAULT_SMOOTHING = 1
 DEFAULT_REFRACTORY_S = 1.0
 DEFAULT_DECISION_S = 0.15
+DEFAULT_HOLD_OTHERS_S = 0.0
 
 
 @dataclass(frozen=True)
@@ -87,6 +95,7 @@ class DetectorSettings:
     smoothing: Mapping[str, int]
     refractory_s: Mapping[str, float]
     decision_s: float = DEFAULT_DECISION_S
+    hold_others_s: float = DEFAULT_HOLD_OTHERS_S
 
     @classmethod
     def resolve(cls, classes: Sequence[str], manifest_detection: Mapping[str, Any] | None = None, *,
@@ -115,8 +124,12 @@ class DetectorSettings:
         if not _is_number(decision) or not 0.0 <= decision <= 5.0:
             where = "manifest detection.decision_s" if decision_s is None else "detection decision_s"
             raise HarkError(f"{where}: {decision!r} must be a number of seconds between 0 and 5")
+        hold = det.get("hold_others_s", DEFAULT_HOLD_OTHERS_S)
+        if not _is_number(hold) or not 0.0 <= hold <= 10.0:
+            raise HarkError(f"manifest detection.hold_others_s: {hold!r} must be a number of seconds between 0 and 10")
         return cls(
             decision_s=float(decision),
+            hold_others_s=float(hold),
             thresholds=over(base_thr, thresholds, "detection thresholds", low=0.0, high=1.0),
             smoothing={c: max(1, round(v)) for c, v in over(base_smooth, smoothing, "detection smoothing",
                                                              low=1).items()},
@@ -184,6 +197,8 @@ class Detector:
         best = int(np.argmax(margin))
         # Every candidate is held off, so a runner-up does not fire a moment later on the same sound.
         self._quiet_until[self._candidates] = time_s + self._refractory[self._candidates]
+        others = np.arange(len(self.classes)) != best
+        self._quiet_until[others] = np.maximum(self._quiet_until[others], time_s + self.settings.hold_others_s)
         self._armed[self._candidates] = False
         self._decide_at = None
         return [Detection(label=self.classes[best], score=float(self._peaks[best]), time_s=float(time_s))]

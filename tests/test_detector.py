@@ -144,3 +144,28 @@ def test_bad_overrides_are_one_clear_error(kwargs: dict[str, object], message: s
 def test_bad_manifest_values_name_the_manifest() -> None:
     with pytest.raises(HarkError, match="manifest detection.thresholds"):
         DetectorSettings.resolve(["beep"], {"thresholds": {"beep": "x"}})
+
+
+def hold_settings(hold: float) -> DetectorSettings:
+    manifest = {"thresholds": {"beep": 0.6, "chirp": 0.7}, "refractory_s": 0.5, "hold_others_s": hold}
+    return DetectorSettings.resolve(LABELS[1:], manifest, decision_s=0.0)
+
+
+def test_other_classes_wait_while_the_detected_sound_is_in_the_window() -> None:
+    # beep fires at 0.08 s; chirp crosses 1.2 s later, while the beep is still in a 2 s window.
+    beep = [0.9] + [0.0] * 30
+    chirp = [0.0] * 16 + [0.9] * 3 + [0.0] * 12
+    assert [d.label for d in run(Detector(LABELS, hold_settings(0.0)), beep, chirp)] == ["beep", "chirp"]
+    assert [d.label for d in run(Detector(LABELS, hold_settings(2.0)), beep, chirp)] == ["beep"]
+    # Once the hold has passed, the other class fires again; the detected class itself only
+    # waits for its own refractory period.
+    late = [0.0] * 27 + [0.9] * 3 + [0.0]
+    assert [(d.label, d.time_s) for d in run(Detector(LABELS, hold_settings(2.0)), beep, late)] == [
+        ("beep", 0.08), ("chirp", 2.24)]
+    again = [0.9, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.9]
+    assert len(run(Detector(LABELS, hold_settings(2.0)), again)) == 2
+
+
+def test_hold_others_out_of_range_is_named() -> None:
+    with pytest.raises(HarkError, match="hold_others_s"):
+        hold_settings(-1.0)

@@ -34,6 +34,8 @@ def test_manifest_describes_the_bundle(tone_bundle: Path) -> None:
     assert set(detection["thresholds"]) == {"beep", "chirp"}
     assert all(0.0 < t < 1.0 for t in detection["thresholds"].values())
     assert detection["refractory_s"] > 0 and all(s >= 1 for s in detection["smoothing"].values())
+    # Other classes wait while a detected sound is in the head's window: 1 s of mel frames here.
+    assert detection["hold_others_s"] == pytest.approx(1.0, abs=0.05)
     assert m["base_hashes"] == {} and set(m["files"]) == {"head.tflite"}
     assert m["trainer_version"] and m["created"]
     assert m["metrics"]["validation_accuracy"] >= 0.9

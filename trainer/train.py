@@ -502,7 +502,9 @@ def train(dataset_path: str | Path, output: str | Path, options: TrainOptions = 
             "positives": recipe.mode,
         },
         "labels": labels,
-        "detection": {**calibration.manifest_block(), "refractory_s": refractory_s},
+        # One sound, one detection: other classes wait while the detected sound is in the window.
+        "detection": {**calibration.manifest_block(), "refractory_s": refractory_s,
+                      "hold_others_s": round(F.span_samples(fe, recipe.window) / SAMPLE_RATE, 3)},
         # Whole clips (hark classify, evaluate) keep the thresholds that best separate the
         # validation clips: a stream's false-alarm budget would turn quiet clips into background.
         "classify": {"thresholds": thresholds, "expected_recall": recall},
