@@ -87,6 +87,13 @@ def _per_class(value: Any, classes: Sequence[str], default: float, what: str, *,
     return out
 
 
+def _seconds(value: Any, what: str, *, high: float) -> float:
+    """``value`` as seconds between 0 and ``high``, or one line naming ``what``."""
+    if not _is_number(value) or not 0.0 <= value <= high:
+        raise HarkError(f"{what}: {value!r} must be a number of seconds between 0 and {high:g}")
+    return float(value)
+
+
 @dataclass(frozen=True)
 class DetectorSettings:
     """Per-class thresholds, smoothing (head outputs averaged) and refractory periods (s)."""
@@ -121,15 +128,11 @@ class DetectorSettings:
             return _per_class(value, classes, 0.0, what, **bounds)
 
         decision = det.get("decision_s", DEFAULT_DECISION_S) if decision_s is None else decision_s
-        if not _is_number(decision) or not 0.0 <= decision <= 5.0:
-            where = "manifest detection.decision_s" if decision_s is None else "detection decision_s"
-            raise HarkError(f"{where}: {decision!r} must be a number of seconds between 0 and 5")
-        hold = det.get("hold_others_s", DEFAULT_HOLD_OTHERS_S)
-        if not _is_number(hold) or not 0.0 <= hold <= 10.0:
-            raise HarkError(f"manifest detection.hold_others_s: {hold!r} must be a number of seconds between 0 and 10")
+        where = "manifest detection.decision_s" if decision_s is None else "detection decision_s"
         return cls(
-            decision_s=float(decision),
-            hold_others_s=float(hold),
+            decision_s=_seconds(decision, where, high=5.0),
+            hold_others_s=_seconds(det.get("hold_others_s", DEFAULT_HOLD_OTHERS_S),
+                                   "manifest detection.hold_others_s", high=10.0),
             thresholds=over(base_thr, thresholds, "detection thresholds", low=0.0, high=1.0),
             smoothing={c: max(1, round(v)) for c, v in over(base_smooth, smoothing, "detection smoothing",
                                                              low=1).items()},

@@ -397,7 +397,7 @@ def calibrate_head(model: Any, recipe: F.Recipe, fe: Frontend, labels: list[str]
             scores, times = stream_scores(model, recipe, fe, fe.transform(x))
             segments.append(Segment(scores=scores, times=times, target=labels[label],
                                     event=((s + offset) / SAMPLE_RATE, (e + offset) / SAMPLE_RATE)))
-    pieces = [f for f in (bank.held if bank is not None else [])]
+    pieces = list(bank.held) if bank is not None else []
     chunk = int(BACKGROUND_SEGMENT_S * SAMPLE_RATE)
     pieces += [fe.transform(b[i:i + chunk]) for b in val.noise for i in range(0, len(b), chunk)]
     for features in pieces:
@@ -475,15 +475,14 @@ def train(dataset_path: str | Path, output: str | Path, options: TrainOptions = 
                                  budget_per_hour=options.false_alarms_per_hour)
     # Then fit on every clip for a third of the epochs validation chose: with 8 clips a class
     # the held-out two matter. Continuing (not refitting from scratch) reuses the traced graph.
-    final = model
     x_all, y_all = np.concatenate([x_train, x_val]), np.concatenate([y_train, y_val])
     w_all = np.concatenate([w_train, val_split.weights()])
     extra = max(2, best_epochs // 3)
     bar = _EpochBar(extra, "final fit", options.progress)
-    final.fit(x_all, y_all, sample_weight=class_weights(y_all, n, w_all), batch_size=BATCH, epochs=extra,
+    model.fit(x_all, y_all, sample_weight=class_weights(y_all, n, w_all), batch_size=BATCH, epochs=extra,
               callbacks=[bar.callback], verbose=0, shuffle=True)
     bar.close()
-    head_bytes = H.export_tflite(final, window=recipe.window, feature_shape=fe.feature_shape)
+    head_bytes = H.export_tflite(model, window=recipe.window, feature_shape=fe.feature_shape)
     output = Path(output)
     recall = {label: metrics["per_class"][label]["recall"] for label in labels[1:]}
     manifest: dict[str, Any] = {
