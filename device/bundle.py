@@ -6,6 +6,7 @@ A bundle is a folder::
       manifest.json     format version, frontend, head, labels, thresholds, hashes, metrics
       head.tflite       the trained head
       base/*.tflite     the pretrained base files the frontend needs (none for --base none)
+      verifier.npz      templates of the user's clips for the second opinion (:mod:`device.verifier`), optional
 
 Every file the device reads is listed in the manifest with its sha256, and checked on load:
 a missing, truncated or altered file, or a manifest of another format version, is one
@@ -19,6 +20,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +44,7 @@ class Bundle:
     manifest: dict[str, Any]
     head_path: Path
     base_files: dict[str, Path]
+    files: dict[str, Path]  # every verified file, by its path in the bundle
 
     @property
     def labels(self) -> list[str]:
@@ -108,7 +111,8 @@ def load_bundle(path: str | Path) -> Bundle:
     if head_file not in verified:
         raise BundleError(f"{manifest_path}: the head file {head_file!r} is not listed with a hash")
     base_files = {Path(rel).name: p for rel, p in verified.items() if rel.startswith(BASE_DIR + "/")}
-    return Bundle(path=folder, manifest=manifest, head_path=verified[head_file], base_files=base_files)
+    return Bundle(path=folder, manifest=manifest, head_path=verified[head_file], base_files=base_files,
+                  files=verified)
 
 
 def write_bundle(
@@ -117,11 +121,13 @@ def write_bundle(
     manifest: dict[str, Any],
     head_tflite: bytes,
     base_files: dict[str, Path],
+    extra_files: Mapping[str, bytes] | None = None,
 ) -> Path:
     """Write a bundle folder atomically: built beside ``path``, then renamed over it.
 
     ``manifest`` gets ``format``, ``format_version`` and ``files`` (every file with its
-    sha256) filled in here; the caller supplies the rest.
+    sha256) filled in here; the caller supplies the rest. ``extra_files`` are further files
+    (name to contents) written beside the head, such as the verifier's templates.
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -131,6 +137,9 @@ def write_bundle(
         staging.chmod(0o755)
         (staging / HEAD_FILE).write_bytes(head_tflite)
         files = {HEAD_FILE: sha256_of(staging / HEAD_FILE)}
+        for name, content in (extra_files or {}).items():
+            (staging / name).write_bytes(content)
+            files[name] = sha256_of(staging / name)
         if base_files:
             (staging / BASE_DIR).mkdir()
         for name, source in sorted(base_files.items()):

@@ -55,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--false-alarms-per-hour", type=float, default=1.0, metavar="F",
                    help="false-alarm budget the thresholds are calibrated to (default 1)")
     p.add_argument("--no-negatives", action="store_true", help="do not add the generic negative bank")
+    p.add_argument("--no-verifier", action="store_true",
+                   help="no second opinion from the clips' templates before each detection")
     p.add_argument("--no-report", action="store_true", help="skip report.html")
     p.set_defaults(run=_handler("trainer.train:main"))
 

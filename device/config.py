@@ -99,12 +99,13 @@ class AudioConfig:
 
 @dataclass(frozen=True)
 class DetectionConfig:
-    """Overrides of the thresholds and refractory periods the trainer chose."""
+    """Overrides of the thresholds and refractory periods the trainer chose, and the second opinion."""
 
     thresholds: dict[str, float] = field(default_factory=dict,
                                          metadata=_meta(minimum=0.0, maximum=1.0, key=_check_label_key))
     refractory_s: dict[str, float] = field(default_factory=dict,
                                            metadata=_meta(minimum=0.0, maximum=600.0, key=_check_label_key))
+    verify: bool = True
 
 
 @dataclass(frozen=True)

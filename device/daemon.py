@@ -54,6 +54,7 @@ class Daemon:
             self.model,
             thresholds=dict(config.detection.thresholds) or None,
             refractory_s=dict(config.detection.refractory_s) or None,
+            verify=config.detection.verify,
         )
         self.state_dir = config.resolve_state_dir()
         try:

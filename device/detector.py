@@ -23,6 +23,12 @@ sound stays in the head's window that long, and a window holding the tail of "co
 silence is not evidence of "alexa"; without the hold such windows fired a second class about a
 second after the first. Two different sounds closer together than that give one detection.
 
+A second opinion: a detector given ``confirm`` (the pipeline passes
+:meth:`device.verifier.Verifier.confirm` when the bundle has templates) asks it before firing,
+candidates in order of margin, and fires the first it confirms. When it confirms none, nothing
+fires and nothing is held off; the candidates re-arm once their scores fall below threshold, as
+after a detection, so one rejected sound is judged once.
+
 The manifest's ``detection`` section gives the defaults the trainer calibrated:
 ``thresholds`` (per class), ``smoothing`` (head outputs averaged, an int or per class) and
 ``refractory_s`` (seconds, a number or per class), ``decision_s`` (seconds), ``hold_others_s``
@@ -31,7 +37,7 @@ The manifest's ``detection`` section gives the defaults the trainer calibrated:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -143,9 +149,11 @@ class DetectorSettings:
 class Detector:
     """Turns successive score vectors (one per head output, in ``labels`` order) into detections."""
 
-    def __init__(self, labels: Sequence[str], settings: DetectorSettings) -> None:
+    def __init__(self, labels: Sequence[str], settings: DetectorSettings, *,
+                 confirm: Callable[[str], bool] | None = None) -> None:
         self.labels = list(labels)
         self.settings = settings
+        self.confirm = confirm
         self.classes = [label for label in self.labels if label != BACKGROUND]
         self._class_index = np.array([self.labels.index(c) for c in self.classes], dtype=np.int64)
         self._thresholds = np.array([settings.thresholds[c] for c in self.classes])
@@ -197,11 +205,14 @@ class Detector:
             return []
         # The candidate now furthest above its threshold: the latest window has heard the most of the sound.
         margin = np.where(self._candidates, class_scores / np.maximum(self._thresholds, 1e-9), -np.inf)
-        best = int(np.argmax(margin))
+        self._decide_at = None
+        self._armed[self._candidates] = False
+        ranked = [int(i) for i in np.argsort(-margin, kind="stable") if self._candidates[i]]
+        best = next((i for i in ranked if self.confirm is None or self.confirm(self.classes[i])), None)
+        if best is None:
+            return []
         # Every candidate is held off, so a runner-up does not fire a moment later on the same sound.
         self._quiet_until[self._candidates] = time_s + self._refractory[self._candidates]
         others = np.arange(len(self.classes)) != best
         self._quiet_until[others] = np.maximum(self._quiet_until[others], time_s + self.settings.hold_others_s)
-        self._armed[self._candidates] = False
-        self._decide_at = None
         return [Detection(label=self.classes[best], score=float(self._peaks[best]), time_s=float(time_s))]

@@ -14,10 +14,12 @@ from typing import Any
 
 import numpy as np
 
-from device.bundle import Bundle, load_bundle
+from device.bundle import MANIFEST, Bundle, load_bundle
+from device.errors import BundleError
 from device.frontend import Frontend, build_frontend
 from device.labels import BACKGROUND
 from device.runtime import load_interpreter
+from device.verifier import VerifierSpec
 
 
 def needed_samples(frontend: Frontend, window: int, stride: int) -> int:
@@ -75,6 +77,17 @@ class Model:
         self.labels = bundle.labels
         self.head = Head(bundle.head_path)
         self.frontend = self.new_frontend()
+        self.verifier_spec = self._verifier_spec()
+
+    def _verifier_spec(self) -> VerifierSpec | None:
+        """The templates of the second opinion (:mod:`device.verifier`), if the bundle has them."""
+        section = self.manifest.get("verifier")
+        if section is None:
+            return None
+        name = section.get("file") if isinstance(section, dict) else None
+        if name not in self.bundle.files:
+            raise BundleError(f"{self.bundle.path / MANIFEST}: verifier file {name!r} is not listed with a hash")
+        return VerifierSpec.load(self.bundle.files[name], section, self.bundle.classes)
 
     @classmethod
     def load(cls, path: str | Path) -> Model:

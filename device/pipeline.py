@@ -29,6 +29,7 @@ import numpy as np
 
 from device.detector import Detection, Detector, DetectorSettings
 from device.model import Model
+from device.verifier import Verifier
 
 SAMPLE_RATE = 16000
 GATE_LEVEL = 10 ** (-70 / 20)  # -70 dBFS peak
@@ -40,21 +41,25 @@ class Pipeline:
     ``thresholds``, ``refractory_s`` and ``smoothing`` override the manifest's (a number for
     every class or a mapping per class), ``decision_s`` its decision period (see :mod:`device.detector`).
     ``energy_gate`` is ``True`` (the -70 dBFS gate above),
-    ``False``, or a peak level in dBFS.
+    ``False``, or a peak level in dBFS. ``verify`` asks the bundle's verifier (:mod:`device.verifier`)
+    for a second opinion before each detection, when the bundle has one.
     """
 
     def __init__(self, model: Model, *, thresholds: Mapping[str, float] | float | None = None,
                  refractory_s: Mapping[str, float] | float | None = None,
                  smoothing: Mapping[str, int] | int | None = None,
                  decision_s: float | None = None,
-                 energy_gate: bool | float = True) -> None:
+                 energy_gate: bool | float = True, verify: bool = True) -> None:
         self.model = model
         self.settings = DetectorSettings.resolve(
             model.bundle.classes, model.manifest.get("detection"),
             thresholds=thresholds, smoothing=smoothing, refractory_s=refractory_s, decision_s=decision_s,
         )
-        self.detector = Detector(model.labels, self.settings)
         self.frontend = model.new_frontend()
+        spec = model.verifier_spec if verify else None
+        self.verifier = Verifier(spec, hop_samples=self.frontend.hop_samples) if spec is not None else None
+        self.detector = Detector(model.labels, self.settings,
+                                 confirm=self.verifier.confirm if self.verifier is not None else None)
         self.window = model.window
         self.stride = model.stride
         self.hop = self.frontend.hop_samples
@@ -76,6 +81,8 @@ class Pipeline:
         """Start a new stream at time 0."""
         self.frontend.reset()
         self.detector.reset()
+        if self.verifier is not None:
+            self.verifier.reset()
         self.samples = 0  # samples received
         self._offset = 0  # stream sample at which the frontend was last reset (a multiple of hop)
         self._feature_base = 0  # stream feature index of the frontend's feature 0
@@ -130,6 +137,8 @@ class Pipeline:
         if self.feature_end(self._next_feature) - self.span > self._last_loud:
             self._gated = True
             self._features.clear()
+            if self.verifier is not None:
+                self.verifier.reset()
             out += self._skip_silent_windows()
         return out
 
@@ -150,6 +159,8 @@ class Pipeline:
             if index < self._next_feature - self.window:
                 continue  # warm-up features from before anything still to be computed
             self._features.append(feature)
+            if self.verifier is not None:
+                self.verifier.push(feature)
             self._last_index = index
             if index < self._next_feature:
                 continue  # history only: its windows were already scored (or skipped)

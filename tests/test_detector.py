@@ -169,3 +169,29 @@ def test_other_classes_wait_while_the_detected_sound_is_in_the_window() -> None:
 def test_hold_others_out_of_range_is_named() -> None:
     with pytest.raises(HarkError, match="hold_others_s"):
         hold_settings(-1.0)
+
+
+def test_a_rejected_candidate_fires_nothing_and_holds_nothing_off() -> None:
+    asked: list[str] = []
+
+    def only_chirp(label: str) -> bool:
+        asked.append(label)
+        return label == "chirp"
+
+    detector = Detector(LABELS, hold_settings(2.0), confirm=only_chirp)
+    beep = [0.9, 0.9, 0.0, 0.0, 0.0, 0.0, 0.9, 0.0]
+    chirp = [0.0, 0.0, 0.0, 0.9, 0.0, 0.0, 0.0, 0.0]
+    # Both beeps are judged once each (not at every output above threshold) and rejected; the chirp
+    # right after the first is not held off by it.
+    assert [(d.label, d.time_s) for d in run(detector, beep, chirp)] == [("chirp", 0.32)]
+    assert asked == ["beep", "chirp"]
+
+
+def test_the_best_confirmed_candidate_fires() -> None:
+    both = settings(decision_s=0.08)
+    # beep stands further above its threshold, but only chirp is confirmed.
+    found = run(Detector(LABELS, both, confirm=lambda label: label == "chirp"), [0.0, 0.95, 0.95, 0.0],
+                [0.0, 0.75, 0.75, 0.0])
+    assert [d.label for d in found] == ["chirp"]
+    found = run(Detector(LABELS, both), [0.0, 0.95, 0.95, 0.0], [0.0, 0.75, 0.75, 0.0])
+    assert [d.label for d in found] == ["beep"]

@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -192,3 +193,28 @@ def test_hark_detect_bad_inputs_are_one_line(tone_bundle: Path, stream: Path, tm
         errors = [line for line in result.stderr.splitlines() if line.startswith("hark: error:")]
         assert len(errors) == 1 and message in errors[0], result.stderr
         assert "Traceback" not in result.stderr
+
+
+@pytest.fixture(scope="module")
+def speech_model(speech_tone_bundle: Path) -> Model:
+    return Model.load(speech_tone_bundle)
+
+
+def test_the_verifier_confirms_the_sounds_it_was_trained_on(speech_model: Model, stream: Path) -> None:
+    pipeline = Pipeline(speech_model)
+    assert pipeline.verifier is not None
+    found = pipeline.run(iter([sf.read(stream, dtype="float32")[0]]))
+    assert_matches_events(found, EVENTS)
+    assert pipeline.verifier.last_distances[found[-1].label] <= speech_model.verifier_spec.max_distance[found[-1].label]
+
+
+def test_what_the_verifier_rejects_does_not_fire(speech_model: Model, stream: Path) -> None:
+    audio = sf.read(stream, dtype="float32")[0]
+    strict = Pipeline(speech_model)
+    assert strict.verifier is not None
+    strict.verifier.spec = replace(strict.verifier.spec, max_distance=dict.fromkeys(LENGTH, 1e-6))
+    assert strict.run(iter([audio])) == []
+    assert strict.verifier.rejections == len(EVENTS)  # each sound judged once
+    unverified = Pipeline(speech_model, verify=False)
+    assert unverified.verifier is None
+    assert_matches_events(unverified.run(iter([audio])), EVENTS)

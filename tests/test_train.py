@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,7 @@ import soundfile as sf
 from device.basemodels import BASE_FILES
 from device.bundle import load_bundle
 from device.cli import main as hark
+from device.errors import BundleError
 from device.frontend import LogMelFrontend
 from tests.fixtures.synth import write_dataset
 
@@ -80,6 +82,24 @@ def test_speech_bundle_carries_its_base_files(speech_tone_bundle: Path, tone_dat
     assert hark(["classify", "-m", str(speech_tone_bundle), str(tone_dataset / "chirp"), "--json"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert sum(r["label"] == "chirp" for r in rows) >= 9
+
+
+def test_speech_bundle_carries_verifier_templates_of_its_clips(speech_tone_bundle: Path, tone_bundle: Path,
+                                                               tmp_path: Path) -> None:
+    bundle = load_bundle(speech_tone_bundle)
+    section = bundle.manifest["verifier"]
+    assert section["templates"] == {"beep": 10, "chirp": 10} and "verifier.npz" in bundle.manifest["files"]
+    summary = bundle.manifest["metrics"]["verifier"]
+    for label, limit in section["max_distance"].items():
+        # The limit is the worst leave-one-out match of the class's own (noised) clips, plus the margin.
+        assert limit == pytest.approx(summary[label]["leave_one_out_max"] + 0.06, abs=1e-3)
+        assert 0 < summary[label]["leave_one_out_median"] <= summary[label]["leave_one_out_max"] < limit
+    assert "verifier" not in load_bundle(tone_bundle).manifest  # measured on speech only
+    altered = tmp_path / "altered"
+    shutil.copytree(speech_tone_bundle, altered)
+    (altered / "verifier.npz").write_bytes((altered / "verifier.npz").read_bytes()[:-10])
+    with pytest.raises(BundleError, match="verifier.npz: sha256 does not match"):
+        load_bundle(altered)
 
 
 def test_bad_dataset_fails_before_training(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

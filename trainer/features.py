@@ -40,12 +40,13 @@ class Recipe:
     active_db: float = 15.0
     background_cap_s: float = 480.0
     clip_padding_samples: int = 8000
+    verify: bool = False  # carry the verifier's templates (device.verifier): measured on speech only
 
 
 RECIPES: dict[str, Recipe] = {
     # 16 embeddings of 80 ms: a 2 s receptive field (keywords run up to ~1.5 s).
     "speech": Recipe(base="speech", window=16, stride=1, mode="event", frontend_params={"name": "speech"},
-                     background_cap_s=300.0),
+                     background_cap_s=300.0, verify=True),
     # 3 embeddings, 0.3 s apart: 1.575 s of sound.
     "sounds": Recipe(base="sounds", window=3, stride=1, mode="texture",
                      frontend_params={"name": "sounds", "hop_samples": 4800}, background_cap_s=240.0),

@@ -30,9 +30,11 @@ from device.audiofile import SAMPLE_RATE
 from device.basemodels import BASE_FILES, fetch_base
 from device.bundle import write_bundle
 from device.dataset import Clip, Dataset, check_dataset
+from device.detector import DEFAULT_DECISION_S
 from device.errors import HarkError
 from device.frontend import Frontend, build_frontend
 from device.labels import BACKGROUND
+from device.verifier import VERIFIER_FILE
 from trainer import features as F
 from trainer.perturb import perturb
 
@@ -84,6 +86,7 @@ class TrainOptions:
     negatives: bool = True
     progress: bool = True
     false_alarms_per_hour: float = 1.0
+    verifier: bool = True
 
 
 def choose_base(dataset: Dataset, requested: str, *, seed: int = 0,
@@ -483,6 +486,17 @@ def train(dataset_path: str | Path, output: str | Path, options: TrainOptions = 
               callbacks=[bar.callback], verbose=0, shuffle=True)
     bar.close()
     head_bytes = H.export_tflite(model, window=recipe.window, feature_shape=fe.feature_shape)
+    verifier, verifier_summary = None, None
+    if options.verifier and recipe.verify:
+        from trainer.templates import REGION_EXTRA_S, build_verifier
+
+        verifier, verifier_summary = build_verifier(
+            {label: dataset.usable(label) for label in labels[1:]}, fe, mean=mean, scale=np.sqrt(var),
+            region_s=F.span_samples(fe, recipe.window) / SAMPLE_RATE + REGION_EXTRA_S,
+            decision_s=DEFAULT_DECISION_S, noises=[c.samples for c in dataset.background], rng=rng,
+            progress=options.progress)
+        if not verifier.max_distance:  # no class has two clips to compare: nothing to verify with
+            verifier = None
     output = Path(output)
     recall = {label: metrics["per_class"][label]["recall"] for label in labels[1:]}
     manifest: dict[str, Any] = {
@@ -507,6 +521,7 @@ def train(dataset_path: str | Path, output: str | Path, options: TrainOptions = 
         # Whole clips (hark classify, evaluate) keep the thresholds that best separate the
         # validation clips: a stream's false-alarm budget would turn quiet clips into background.
         "classify": {"thresholds": thresholds, "expected_recall": recall},
+        **({"verifier": verifier.manifest_block()} if verifier is not None else {}),
         "base_hashes": {name: BASE_FILES[name].sha256 for name in base_files},
         "metrics": {
             "validation_accuracy": metrics["accuracy"],
@@ -518,6 +533,7 @@ def train(dataset_path: str | Path, output: str | Path, options: TrainOptions = 
             "train_windows": int(len(y_train)),
             "validation_windows": int(len(y_val)),
             "negative_bank": bank.summary(hard_windows) if bank is not None else None,
+            "verifier": verifier_summary if verifier is not None else None,
             "feature_seconds": round(features_s, 1),
             "train_seconds": round(time.monotonic() - started, 1),
         },
@@ -528,7 +544,8 @@ def train(dataset_path: str | Path, output: str | Path, options: TrainOptions = 
             "seed": options.seed,
         },
     }
-    write_bundle(output, manifest=manifest, head_tflite=head_bytes, base_files=base_files)
+    write_bundle(output, manifest=manifest, head_tflite=head_bytes, base_files=base_files,
+                 extra_files={VERIFIER_FILE: verifier.to_bytes()} if verifier is not None else None)
     if options.report:
         from trainer.report import write_report
 
@@ -565,7 +582,8 @@ def main(args: argparse.Namespace) -> int:
     if not args.false_alarms_per_hour > 0:
         raise HarkError(f"--false-alarms-per-hour: {args.false_alarms_per_hour} must be above 0")
     options = TrainOptions(base=args.base, seed=args.seed, report=not args.no_report,
-                           negatives=not args.no_negatives, false_alarms_per_hour=args.false_alarms_per_hour)
+                           negatives=not args.no_negatives, false_alarms_per_hour=args.false_alarms_per_hour,
+                           verifier=not args.no_verifier)
     manifest = train(args.dataset, args.output, options)
     m = manifest["metrics"]
     acc = m["validation_accuracy"]
