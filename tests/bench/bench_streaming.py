@@ -57,7 +57,8 @@ def run(cmd: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
     return result
 
 
-def prepare(work: Path, *, minutes: float, per_class: int, base: str, fresh: bool) -> tuple[Path, Path]:
+def prepare(work: Path, *, minutes: float, per_class: int, base: str, fresh: bool,
+            seed: int = 0) -> tuple[Path, Path]:
     """The trained model and the stream (built once, kept in ``work``)."""
     data = SHARED / "data"
     real = data / "real"
@@ -99,13 +100,13 @@ def prepare(work: Path, *, minutes: float, per_class: int, base: str, fresh: boo
         run([sys.executable, str(data / "make_stream.py"), str(stream), "--targets", str(real / "keywords"),
              "--skip", str(work / "skip.txt"), "--distractors", str(real / "esc10"), str(real / "speech"),
              "--noise", str(real / "background"), "--minutes", f"{minutes:g}"])
-    model = work / f"model_{base}"
+    model = work / (f"model_{base}" if seed == 0 else f"model_{base}_seed{seed}")
     if not (model / "manifest.json").exists():
         env = {**os.environ, "HARK_CACHE_DIR": os.environ.get("HARK_CACHE_DIR", str(SHARED / "models")),
                "HARK_NEGATIVES": str(negatives)}
         started = time.monotonic()
         run([sys.executable, "-m", "device", "train", str(dataset), "-o", str(model), "--base", base,
-             "--no-report"], env=env)
+             "--seed", str(seed), "--no-report"], env=env)
         print(f"trained in {time.monotonic() - started:.0f} s")
     return model, stream
 
@@ -156,6 +157,7 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, default=30.0)
     parser.add_argument("--per-class", type=int, default=8)
     parser.add_argument("--base", default="speech")
+    parser.add_argument("--seed", type=int, default=0, help="training seed (default 0; others get their own model)")
     parser.add_argument("--fresh", action="store_true", help="rebuild the stream and retrain")
     parser.add_argument("--sweep", action="store_true", help="also replay the detector with other settings")
     args = parser.parse_args()
@@ -163,7 +165,7 @@ def main() -> int:
         print(f"bench_streaming: {SHARED / 'data' / 'real'} is not there; nothing to measure")
         return 1
     model_path, stream = prepare(args.workdir, minutes=args.minutes, per_class=args.per_class, base=args.base,
-                                 fresh=args.fresh)
+                                 fresh=args.fresh, seed=args.seed)
     targets, distractors = read_targets(stream)
     model = Model.load(model_path)
     pipeline = Pipeline(model)
@@ -199,9 +201,16 @@ def main() -> int:
         print(f"  false: {d.label} {d.score:.2f} at {d.time_s:.2f} s near {what_was_there(d, everything)}")
     for t in result["missed"][:20]:  # type: ignore[index]
         print(f"  missed: {t.label} {t.start_s:.2f}-{t.end_s:.2f}")
+    if pipeline.verifier is not None:
+        # The same stream with the head alone: what the second opinion (device.verifier) changed.
+        with FileSource(stream) as source:
+            alone = score(Pipeline(model, verify=False).run(source), targets, hours)
+        print(f"VERIFIER: {pipeline.verifier.rejections} candidates rejected; without it recall "
+              f"{alone['recall']:.1%}, {alone['fa_per_hour']:.2f} false/h")
     # Recall at a fixed false-alarm rate (a point on the detection-error curve, as openWakeWord reports
     # it): one threshold for every class, the lowest that keeps the stream within the rate. The
     # threshold is read off this stream, so it says what the head can do, not what calibration chose.
+    # It replays the recorded head scores, so it is the head alone, without the verifier.
     detection = model.manifest.get("detection")
     for rate in (2.0, 0.5):
         grid = np.round(np.concatenate([np.arange(0.3, 0.95, 0.01), np.arange(0.95, 0.9995, 0.001)]), 4)
@@ -217,10 +226,11 @@ def main() -> int:
             else:
                 lo = mid + 1
         if best is None:
-            print(f"RECALL AT {rate:g}/H       not reached at any threshold")
+            print(f"RECALL AT {rate:g}/H       not reached at any threshold (head alone)")
         else:
-            print(f"RECALL AT {rate:g}/H       {best[1]['recall']:6.1%}   (one threshold {best[0]:.3f} for all "
-                  f"classes; {best[1]['fa_per_hour']:.2f} false/h, p95 latency {best[1]['p95_latency']:.2f} s)")
+            print(f"RECALL AT {rate:g}/H       {best[1]['recall']:6.1%}   (head alone, one threshold {best[0]:.3f} "
+                  f"for all classes; {best[1]['fa_per_hour']:.2f} false/h, p95 latency "
+                  f"{best[1]['p95_latency']:.2f} s)")
     if args.sweep:
         print("\nreplaying the detector over the recorded head scores:")
         print(f"{'threshold x':>11} {'smoothing':>9} {'decision_s':>10} {'recall':>7} {'FA/h':>6} {'p95 s':>6}")
