@@ -47,6 +47,11 @@ def features_in(seconds: float, hop_samples: int, sample_rate: int = 16000) -> i
     return max(1, math.ceil(seconds * sample_rate / hop_samples))
 
 
+def kept_features(region_s: float, hop_samples: int, sample_rate: int = 16000) -> int:
+    """How many of the latest features a verifier keeps to look back ``region_s``."""
+    return features_in(region_s, hop_samples, sample_rate) + 1
+
+
 def unit_rows(features: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
     """Features ``[n, ...]`` standardised per dimension and scaled to unit length, as ``[n, d]`` float32."""
     flat = (features.reshape(len(features), -1) - mean) / scale
@@ -70,6 +75,13 @@ def sequence_distance(template: np.ndarray, region: np.ndarray, *, end_within: i
         before = np.concatenate([blocked, acc])
         acc = row + np.minimum(np.minimum(before[2:], before[1:-1]), before[:-2])
     return float(acc[-end_within:].min() / len(template)) if end_within else float(acc.min() / len(template))
+
+
+def class_distance(templates: Sequence[np.ndarray], region: np.ndarray, *, nearest: int,
+                   end_within: int | None = None) -> float:
+    """Mean :func:`sequence_distance` of ``region`` to its ``nearest`` closest templates (inf without any)."""
+    found = sorted(sequence_distance(t, region, end_within=end_within) for t in templates)
+    return float(np.mean(found[:nearest])) if found else math.inf
 
 
 @dataclass(frozen=True)
@@ -142,7 +154,7 @@ class Verifier:
     def __init__(self, spec: VerifierSpec, *, hop_samples: int, sample_rate: int = 16000) -> None:
         self.spec = spec
         self._end_frames = features_in(spec.end_s, hop_samples, sample_rate)
-        self._recent: deque[np.ndarray] = deque(maxlen=features_in(spec.region_s, hop_samples, sample_rate) + 1)
+        self._recent: deque[np.ndarray] = deque(maxlen=kept_features(spec.region_s, hop_samples, sample_rate))
         self.last_distances: dict[str, float] = {}
         self.rejections = 0
 
@@ -159,11 +171,8 @@ class Verifier:
         if not self._recent:
             return {label: math.inf for label in self.spec.templates}
         region = unit_rows(np.stack(self._recent), self.spec.mean, self.spec.scale)
-        out = {}
-        for label, templates in self.spec.templates.items():
-            found = sorted(sequence_distance(t, region, end_within=self._end_frames) for t in templates)
-            out[label] = float(np.mean(found[: self.spec.nearest])) if found else math.inf
-        return out
+        return {label: class_distance(templates, region, nearest=self.spec.nearest, end_within=self._end_frames)
+                for label, templates in self.spec.templates.items()}
 
     def confirm(self, label: str) -> bool:
         """True when the recent audio matches ``label``'s templates: close enough, and closest of all classes.

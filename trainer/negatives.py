@@ -23,9 +23,10 @@ import logging
 import os
 import tarfile
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 from tqdm import tqdm
@@ -34,6 +35,8 @@ from device.audiofile import SAMPLE_RATE, find_audio, read_audio
 from device.basemodels import cache_dir, download_verified
 from device.errors import AudioError, HarkError
 from device.frontend import Frontend
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -69,10 +72,10 @@ def feature_cache_dir() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "hark" / "features"
 
 
-def _spread(items: list[Path], count: int) -> list[Path]:
+def spread(items: Sequence[T], count: int) -> list[T]:
     """``count`` items taken evenly across a sorted list (so across speakers and classes)."""
     if len(items) <= count:
-        return items
+        return list(items)
     picks = np.linspace(0, len(items) - 1, count).round().astype(int)
     return [items[i] for i in picks]
 
@@ -89,7 +92,7 @@ def ensure_source(source: NegativeSource, *, root: Path | None = None) -> Path:
     with tarfile.open(archive) as tar:
         members = sorted((m for m in tar.getmembers() if m.isfile() and m.name.lower().endswith(source.suffixes)),
                          key=lambda m: m.name)
-        for member in tqdm(_spread(members, source.max_files), desc=f"unpacking {source.name}", unit="file"):
+        for member in tqdm(spread(members, source.max_files), desc=f"unpacking {source.name}", unit="file"):
             # Flattened, sanitised names: nothing from the archive decides where a file is written.
             safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in member.name.replace("/", "__"))
             extracted = tar.extractfile(member)
@@ -114,7 +117,7 @@ def negative_dirs() -> list[Path]:
 
 def bank_files(dirs: Iterable[Path], *, max_files: int) -> list[Path]:
     """The bank's clips: at most ``max_files``, spread evenly over the sorted list."""
-    return _spread(find_audio(sorted(dirs)), max_files)
+    return spread(find_audio(sorted(dirs)), max_files)
 
 
 def _cache_key(frontend: Frontend, files: list[Path]) -> str:

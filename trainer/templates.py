@@ -22,8 +22,9 @@ from tqdm import tqdm
 from device.audiofile import SAMPLE_RATE
 from device.dataset import Clip
 from device.frontend import Frontend
-from device.verifier import VerifierSpec, features_in, sequence_distance, unit_rows
+from device.verifier import VerifierSpec, class_distance, features_in, kept_features, unit_rows
 from trainer import features as F
+from trainer.negatives import spread
 from trainer.perturb import perturb
 
 START_S = 0.3  # template frames end at least this long after the sound starts
@@ -36,60 +37,63 @@ END_WINDOW_S = 1.0  # a match ends at most this long before the decision (the so
 NEAREST = 3
 
 
+def _padded_event(samples: np.ndarray, padding: int) -> tuple[np.ndarray, int, int]:
+    """The clip with ``padding`` quiet samples before and after, and where its sound is in that."""
+    padded, offset = F.pad_clip(samples, needed=0, pad=padding)
+    start, end = F.locate_event(samples)
+    return padded, offset + start, offset + end
+
+
 def _feature_ends(fe: Frontend, features: np.ndarray) -> np.ndarray:
-    return np.array([fe.feature_end(i) for i in range(len(features))], dtype=np.int64)
+    return F.window_bounds(fe, len(features), 1)[1]
 
 
-def template_of(fe: Frontend, samples: np.ndarray) -> np.ndarray:
+def template_of(fe: Frontend, samples: np.ndarray, *, padding: int) -> np.ndarray:
     """The features that hold a clip's sound (possibly empty for a sound shorter than ``START_S``)."""
-    padded, offset = F.pad_clip(samples, needed=0, pad=8000)
-    start, end = (offset + x for x in F.locate_event(samples))
+    padded, start, end = _padded_event(samples, padding)
     features = fe.transform(padded)
     ends = _feature_ends(fe, features)
     keep = (ends >= start + START_S * SAMPLE_RATE) & (ends <= end + END_S * SAMPLE_RATE)
     return features[keep]
 
 
-def _spread(clips: Sequence[Clip], count: int) -> list[Clip]:
-    if len(clips) <= count:
-        return list(clips)
-    return [clips[int(i)] for i in np.linspace(0, len(clips) - 1, count).round()]
-
-
 def build_verifier(clips: dict[str, Sequence[Clip]], fe: Frontend, *, mean: np.ndarray, scale: np.ndarray,
-                   region_s: float, decision_s: float, noises: list[np.ndarray], rng: np.random.Generator,
-                   progress: bool) -> tuple[VerifierSpec, dict[str, Any]]:
-    """Templates of every class's clips and their limits; also what the report shows of them."""
-    templates: dict[str, list[np.ndarray]] = {}
+                   region_s: float, decision_s: float, padding: int, noises: list[np.ndarray],
+                   rng: np.random.Generator, progress: bool) -> tuple[VerifierSpec, dict[str, Any]]:
+    """Templates of every class's clips and their limits; also what the report shows of them.
+
+    ``padding``: the quiet samples the recipe puts around a clip (``Recipe.clip_padding_samples``).
+    """
+    # Each clip with its template, so leaving a clip out leaves out its own template.
+    paired: dict[str, list[tuple[Clip, np.ndarray]]] = {}
     for label, own in clips.items():
-        found = [template_of(fe, c.samples) for c in _spread(own, MAX_TEMPLATES)]
-        templates[label] = [unit_rows(t, mean, scale) for t in found if len(t)]
-    region_features = features_in(region_s, fe.hop_samples) + 1  # as Verifier keeps
+        found = [(clip, template_of(fe, clip.samples, padding=padding)) for clip in spread(own, MAX_TEMPLATES)]
+        paired[label] = [(clip, unit_rows(t, mean, scale)) for clip, t in found if len(t)]
+    templates = {label: [t for _, t in pairs] for label, pairs in paired.items()}
+    region_features = kept_features(region_s, fe.hop_samples)
     end_frames = features_in(END_WINDOW_S, fe.hop_samples)
+    copies = {label: math.ceil(LEAVE_OUT_COPIES / len(pairs)) for label, pairs in paired.items() if len(pairs) >= 2}
+    bar = tqdm(total=sum(n * len(paired[label]) for label, n in copies.items()),
+               desc="verifier templates", unit="clip", disable=not progress, leave=False)
+    distances: dict[str, list[float]] = {label: [] for label in copies}
+    for label, n in copies.items():
+        for i, (clip, _) in enumerate(paired[label]):
+            others = templates[label][:i] + templates[label][i + 1:]
+            for _ in range(n):
+                samples = perturb(clip.samples, rng) if rng.random() < 0.5 else clip.samples
+                padded, start, end = _padded_event(samples, padding)
+                if noises:
+                    padded = F.mix_at_snr(padded, F.noise_piece(rng, noises, len(padded)),
+                                          float(rng.uniform(5.0, 25.0)), (start, end))
+                features = fe.transform(padded)
+                decided = end + decision_s * SAMPLE_RATE
+                region = features[_feature_ends(fe, features) <= decided][-region_features:]
+                distances[label].append(class_distance(others, unit_rows(region, mean, scale), nearest=NEAREST,
+                                                       end_within=end_frames))
+                bar.update()
+    bar.close()
     limits: dict[str, float] = {}
     summary: dict[str, Any] = {}
-    jobs = [(label, i) for label, own in templates.items() if len(own) >= 2 for i in range(len(own))]
-    bar = tqdm(total=sum(math.ceil(LEAVE_OUT_COPIES / len(templates[label])) for label, _ in jobs),
-               desc="verifier templates", unit="clip", disable=not progress, leave=False)
-    distances: dict[str, list[float]] = {}
-    for label, i in jobs:
-        own = _spread(clips[label], MAX_TEMPLATES)
-        others = templates[label][:i] + templates[label][i + 1:]
-        for _ in range(math.ceil(LEAVE_OUT_COPIES / len(templates[label]))):
-            samples = perturb(own[i].samples, rng) if rng.random() < 0.5 else own[i].samples
-            padded, offset = F.pad_clip(samples, needed=0, pad=8000)
-            start, end = (offset + x for x in F.locate_event(samples))
-            if noises:
-                padded = F.mix_at_snr(padded, F.noise_piece(rng, noises, len(padded)), float(rng.uniform(5.0, 25.0)),
-                                      (start, end))
-            features = fe.transform(padded)
-            ends = _feature_ends(fe, features)
-            decided = end + decision_s * SAMPLE_RATE
-            region = features[ends <= decided][-region_features:]
-            found = sorted(sequence_distance(t, unit_rows(region, mean, scale), end_within=end_frames) for t in others)
-            distances.setdefault(label, []).append(float(np.mean(found[:NEAREST])))
-            bar.update()
-    bar.close()
     for label, values in distances.items():
         limits[label] = min(2.0, max(values) + MARGIN)
         summary[label] = {"templates": len(templates[label]),
@@ -98,4 +102,3 @@ def build_verifier(clips: dict[str, Sequence[Clip]], fe: Frontend, *, mean: np.n
     spec = VerifierSpec(templates=templates, mean=mean, scale=scale, max_distance=limits, region_s=region_s,
                         nearest=NEAREST, end_s=END_WINDOW_S)
     return spec, summary
-

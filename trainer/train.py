@@ -493,8 +493,8 @@ def train(dataset_path: str | Path, output: str | Path, options: TrainOptions = 
         verifier, verifier_summary = build_verifier(
             {label: dataset.usable(label) for label in labels[1:]}, fe, mean=mean, scale=np.sqrt(var),
             region_s=F.span_samples(fe, recipe.window) / SAMPLE_RATE + REGION_EXTRA_S,
-            decision_s=DEFAULT_DECISION_S, noises=[c.samples for c in dataset.background], rng=rng,
-            progress=options.progress)
+            decision_s=DEFAULT_DECISION_S, padding=recipe.clip_padding_samples,
+            noises=[c.samples for c in dataset.background], rng=rng, progress=options.progress)
         if not verifier.max_distance:  # no class has two clips to compare: nothing to verify with
             verifier = None
     output = Path(output)
