@@ -96,6 +96,13 @@ class VerifierSpec:
     nearest: int = 3
     end_s: float = 1.0  # the match must end this close to the moment of decision
 
+    def confirms(self, label: str, distances: Mapping[str, float]) -> bool:
+        """The rule: ``label``'s distance within its limit, and no other class's templates closer."""
+        if label not in self.max_distance:
+            return True
+        mine = distances[label]
+        return mine <= self.max_distance[label] and mine <= min(distances.values())
+
     def manifest_block(self) -> dict[str, Any]:
         return {
             "file": VERIFIER_FILE,
@@ -182,8 +189,6 @@ class Verifier:
         if label not in self.spec.max_distance:
             return True
         self.last_distances = self.distances()
-        mine = self.last_distances[label]
-        closest = min(self.last_distances.values())
-        ok = mine <= self.spec.max_distance[label] and mine <= closest
+        ok = self.spec.confirms(label, self.last_distances)
         self.rejections += not ok
         return ok

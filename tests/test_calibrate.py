@@ -1,8 +1,10 @@
 """Calibration picks, per class, the most sensitive setting that keeps false alarms within budget."""
 
+from dataclasses import replace
+
 import numpy as np
 
-from trainer.calibrate import Segment, calibrate, replay
+from trainer.calibrate import Segment, around_activity, calibrate, replay
 
 LABELS = ["background", "up"]
 HOP = 0.08
@@ -35,3 +37,52 @@ def test_threshold_rises_above_the_loudest_negative():
     assert loose.expected_recall["up"] == 1.0
     block = loose.manifest_block()
     assert block["thresholds"] == loose.thresholds and block["false_alarms_per_hour_budget"] == 1.0
+
+
+def test_replay_of_one_class_ignores_another_class_saturated_at_one():
+    """A softmax saturates at exactly 1.0: another class's sure detection is not this class's false alarm."""
+    labels = ["background", "up", "down"]
+    times = np.arange(1, 51) * HOP
+    down = np.where(np.abs(times - 2.0) < 0.25, 1.0, 0.0)
+    scores = np.stack([1 - down, np.zeros_like(down), down], axis=1).astype(np.float32)
+    segs = [Segment(scores=scores, times=times, target="down", event=(1.4, 1.9))]
+    assert replay(segs, labels, label="up", threshold=0.5, smoothing=1, refractory_s=1.0) == (0, 0, 0)
+    assert replay(segs, labels, label="down", threshold=0.99, smoothing=1, refractory_s=1.0) == (1, 1, 0)
+
+
+def test_a_second_opinion_in_the_loop_lets_the_threshold_drop_for_recall():
+    """What the device's verifier turns away is no false alarm: calibration may then go lower."""
+    positives = [segment(p, target="up") for p in (0.95, 0.9, 0.85, 0.8, 0.6)]
+    marker = np.zeros((1, 1))  # the features the verifier would judge, carried by the segment
+    loud = replace(segment(0.7, target=None), features=marker)
+    negatives = [loud] + [segment(0.05, target=None)] * 20
+    asked: list[tuple[int, float, str]] = []
+
+    def confirm(seg: Segment, time_s: float, label: str) -> bool:
+        asked.append((id(seg), time_s, label))
+        return seg.features is not marker
+
+    found, targets, false = replay([loud, *positives], LABELS, label="up", threshold=0.5, smoothing=1,
+                                   refractory_s=1.0, confirm=confirm)
+    assert (found, targets, false) == (5, 5, 0)
+    assert asked[0][0] == id(loud) and asked[0][2] == "up" and 1.75 <= asked[0][1] <= 2.4
+    without = calibrate(positives + negatives, LABELS, budget_per_hour=0.5, negative_hours=1.0,
+                        smoothing_choices=(1,))
+    with_it = calibrate(positives + negatives, LABELS, budget_per_hour=0.5, negative_hours=1.0,
+                        smoothing_choices=(1,), confirm=confirm)
+    assert without.expected_recall["up"] == 0.8 and without.thresholds["up"] > 0.7
+    assert with_it.expected_recall["up"] == 1.0 and with_it.thresholds["up"] < 0.6
+
+
+def test_calibration_replays_only_the_rows_near_scores_that_could_fire():
+    quiet_then_bump = segment(0.9, target="up", seconds=20.0, at=15.0)
+    trimmed = around_activity(quiet_then_bump, 1, floor=0.2, rows=4)
+    assert len(trimmed.times) < len(quiet_then_bump.times) / 3
+    assert trimmed.duration_s == quiet_then_bump.duration_s
+    for threshold in (0.3, 0.6, 0.95):
+        for smoothing in (1, 3):
+            full = replay([quiet_then_bump, segment(0.5, target=None)] * 3, LABELS, label="up", threshold=threshold,
+                          smoothing=smoothing, refractory_s=1.0)
+            fast = replay([trimmed, around_activity(segment(0.5, target=None), 1, floor=0.2, rows=4)] * 3, LABELS,
+                          label="up", threshold=threshold, smoothing=smoothing, refractory_s=1.0)
+            assert fast == full

@@ -30,12 +30,28 @@ def test_bank_features_are_cached_and_skip_bad_files(tmp_path, monkeypatch, capl
     frontend = LogMelFrontend()
     first = bank_features(frontend, dirs=[tmp_path / "neg"], progress=False)
     assert len(first) == 6
-    assert all(seq.shape[1:] == (40,) for seq in first)
+    assert all(clip.features.shape[1:] == (40,) for clip in first)
+    assert sorted(clip.path.name for clip in first) == [f"{i}.wav" for i in range(6)]
     assert "broken.wav" in caplog.text
     cached = list((tmp_path / "cache").glob("negatives-none-*.npz"))
     assert len(cached) == 1
     again = bank_features(frontend, dirs=[tmp_path / "neg"], progress=False)
-    assert all(np.array_equal(a, b) for a, b in zip(first, again))
+    assert all(np.array_equal(a.features, b.features) and a.path == b.path for a, b in zip(first, again))
+
+
+def test_bank_features_lead_with_quiet_so_a_clip_start_reaches_a_window_end(tmp_path, monkeypatch):
+    monkeypatch.setenv("HARK_FEATURE_CACHE", str(tmp_path / "cache"))
+    write_clips(tmp_path / "neg", 3)
+    frontend = LogMelFrontend()
+    bare = bank_features(frontend, dirs=[tmp_path / "neg"], progress=False)
+    lead = 20 * frontend.hop_samples
+    led = bank_features(frontend, dirs=[tmp_path / "neg"], lead_samples=lead, progress=False)
+    assert len(list((tmp_path / "cache").glob("negatives-none-*.npz"))) == 2  # one cache per lead
+    for without, with_lead in ((a.features, b.features) for a, b in zip(bare, led)):
+        assert len(with_lead) == len(without) + 20
+        # The quiet lead-in is quieter than the clip, and the clip's own features follow it.
+        assert with_lead[:10].mean() < without.mean() - 1.0
+        np.testing.assert_allclose(with_lead[-5:], without[-5:], atol=1e-4)
 
 
 def test_bank_windows_respects_limit_and_shape():

@@ -158,3 +158,22 @@ def test_missing_negative_bank_is_one_line_saying_how_to_fix(tone_dataset: Path,
     assert err.startswith("hark: error: negative bank:") and "nowhere" in err
     assert "HARK_NEGATIVES" in err and "--no-negatives" in err
     assert not (tmp_path / "model").exists()
+
+
+def test_verifier_for_calibration_leaves_out_the_held_back_clips_templates():
+    """Calibration judges held-back clips: their own templates would match them perfectly."""
+    from device.dataset import Clip
+    from device.verifier import VerifierSpec
+    from trainer.templates import VerifierBuild
+
+    clips = [Clip(path=Path(f"{i}.wav"), label="up", samples=np.full(100, i, np.float32), rate=16000, channels=1,
+                  digest=str(i), clipped=False, silent=False) for i in range(3)]
+    templates = [np.full((4, 2), i, np.float32) for i in range(3)]
+    spec = VerifierSpec(templates={"up": templates}, mean=np.zeros(2), scale=np.ones(2), max_distance={"up": 0.5},
+                        region_s=2.0)
+    built = VerifierBuild(spec=spec, summary={}, sources={"up": clips})
+    kept = built.without([clips[1].samples])
+    assert [int(t[0, 0]) for t in kept.templates["up"]] == [0, 2]
+    assert kept.max_distance == spec.max_distance and len(built.spec.templates["up"]) == 3
+    # Another array with the same values is another clip.
+    assert len(built.without([np.full(100, 1, np.float32)]).templates["up"]) == 3

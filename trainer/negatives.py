@@ -67,6 +67,18 @@ GENERIC_SOURCES: tuple[NegativeSource, ...] = (
 MAX_CLIP_S = 10.0
 
 
+@dataclass(frozen=True)
+class BankClip:
+    """One clip of the bank: where it is, and its features ``[n, *feature_shape]``."""
+
+    path: Path
+    features: np.ndarray
+
+    def samples(self) -> np.ndarray:
+        """The clip's audio as the features saw it (its first ``MAX_CLIP_S`` seconds)."""
+        return read_audio(self.path)[: int(MAX_CLIP_S * SAMPLE_RATE)]
+
+
 def feature_cache_dir() -> Path:
     env = os.environ.get("HARK_FEATURE_CACHE")
     return Path(env).expanduser() if env else Path.home() / ".cache" / "hark" / "features"
@@ -120,48 +132,56 @@ def bank_files(dirs: Iterable[Path], *, max_files: int) -> list[Path]:
     return spread(find_audio(sorted(dirs)), max_files)
 
 
-def _cache_key(frontend: Frontend, files: list[Path]) -> str:
+def _cache_key(frontend: Frontend, files: list[Path], lead_samples: int) -> str:
     listing = [(str(p.resolve()), p.stat().st_size) for p in files]
-    blob = json.dumps({"frontend": frontend.params(), "files": listing, "max_clip_s": MAX_CLIP_S}, sort_keys=True)
+    blob = json.dumps({"frontend": frontend.params(), "files": listing, "max_clip_s": MAX_CLIP_S,
+                       "lead_samples": lead_samples}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
 def bank_features(frontend: Frontend, *, dirs: Iterable[Path] | None = None, max_files: int = 1200,
-                  progress: bool = True) -> list[np.ndarray]:
-    """Feature sequences ``[n_i, *feature_shape]`` of the bank's clips, computed once and cached.
+                  lead_samples: int = 0, progress: bool = True) -> list[BankClip]:
+    """The bank's clips with their features, computed once and cached.
 
-    Every window of every sequence is a negative. Unreadable files are skipped with a warning.
+    Every window of every sequence is a negative. ``lead_samples`` of silence go before each clip,
+    so that a clip's first sound also lands at the end of a window, where the head looks for its
+    sound: without them a word that opens a recording ("Chapter seven...") is never taught as
+    "not the keyword", though in a stream it follows other sound like any word. Unreadable files
+    are skipped with a warning.
     """
     files = bank_files(negative_dirs() if dirs is None else dirs, max_files=max_files)
     if not files:
         raise HarkError("the negative bank is empty: no audio files under " + ", ".join(map(str, dirs or [])))
-    cache = feature_cache_dir() / f"negatives-{frontend.name}-{_cache_key(frontend, files)}.npz"
+    cache = feature_cache_dir() / f"negatives-{frontend.name}-{_cache_key(frontend, files, lead_samples)}.npz"
     if cache.is_file():
         try:
-            with np.load(cache) as stored:
-                return [stored[k] for k in sorted(stored.files, key=int)]
+            with np.load(cache, allow_pickle=False) as stored:
+                paths = [Path(p) for p in stored["paths"]]
+                return [BankClip(path, stored[str(i)]) for i, path in enumerate(paths)]
         except (OSError, ValueError, KeyError) as err:
             log.warning("%s: unreadable feature cache (%s); computing again", cache, err)
-    sequences: list[np.ndarray] = []
+    clips: list[BankClip] = []
     limit = int(MAX_CLIP_S * SAMPLE_RATE)
+    lead = np.zeros(lead_samples, np.float32)
     for path in tqdm(files, desc=f"negative bank ({frontend.name})", unit="clip", disable=not progress):
         try:
             samples = read_audio(path)
         except AudioError as err:
             log.warning("skipped: %s", err)
             continue
-        features = frontend.transform(samples[:limit])
+        features = frontend.transform(np.concatenate([lead, samples[:limit]]))
         if len(features):
-            sequences.append(features.astype(np.float32))
+            clips.append(BankClip(path, features.astype(np.float32)))
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".negatives-", suffix=".npz", dir=cache.parent)
         with os.fdopen(fd, "wb") as out:
-            np.savez(out, **{str(i): s for i, s in enumerate(sequences)})
+            np.savez(out, paths=np.array([str(c.path) for c in clips]),
+                     **{str(i): c.features for i, c in enumerate(clips)})
         os.replace(tmp, cache)
     except OSError as err:
         log.warning("cannot cache negative-bank features in %s (%s); they will be computed again", cache.parent, err)
-    return sequences
+    return clips
 
 
 def bank_windows(sequences: list[np.ndarray], *, window: int, stride: int, limit: int,

@@ -12,8 +12,10 @@ distances, plus ``MARGIN`` for voices and rooms the clips do not have, is the cl
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -57,9 +59,29 @@ def template_of(fe: Frontend, samples: np.ndarray, *, padding: int) -> np.ndarra
     return features[keep]
 
 
+@dataclass(frozen=True)
+class VerifierBuild:
+    """A verifier made from the user's clips, what the report shows of it, and each template's clip."""
+
+    spec: VerifierSpec
+    summary: dict[str, Any]
+    sources: dict[str, list[Clip]]  # per class, the clip each template was cut from
+
+    def without(self, held_back: Collection[np.ndarray]) -> VerifierSpec:
+        """The spec without the templates of the clips whose audio is in ``held_back``.
+
+        Calibration judges held-back clips: their own templates would match them perfectly.
+        """
+        held = {id(samples) for samples in held_back}
+        templates = {label: [t for t, clip in zip(self.spec.templates[label], self.sources[label])
+                             if id(clip.samples) not in held]
+                     for label in self.spec.templates}
+        return dataclasses.replace(self.spec, templates=templates)
+
+
 def build_verifier(clips: dict[str, Sequence[Clip]], fe: Frontend, *, mean: np.ndarray, scale: np.ndarray,
                    region_s: float, decision_s: float, padding: int, noises: list[np.ndarray],
-                   rng: np.random.Generator, progress: bool) -> tuple[VerifierSpec, dict[str, Any]]:
+                   rng: np.random.Generator, progress: bool) -> VerifierBuild:
     """Templates of every class's clips and their limits; also what the report shows of them.
 
     ``padding``: the quiet samples the recipe puts around a clip (``Recipe.clip_padding_samples``).
@@ -101,4 +123,5 @@ def build_verifier(clips: dict[str, Sequence[Clip]], fe: Frontend, *, mean: np.n
                           "leave_one_out_max": round(max(values), 4), "max_distance": round(limits[label], 4)}
     spec = VerifierSpec(templates=templates, mean=mean, scale=scale, max_distance=limits, region_s=region_s,
                         nearest=NEAREST, end_s=END_WINDOW_S)
-    return spec, summary
+    return VerifierBuild(spec=spec, summary=summary,
+                         sources={label: [clip for clip, _ in pairs] for label, pairs in paired.items()})

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import logging
 import sys
 import time
 from collections.abc import Callable
@@ -34,9 +35,12 @@ from device.detector import DEFAULT_DECISION_S
 from device.errors import HarkError
 from device.frontend import Frontend, build_frontend
 from device.labels import BACKGROUND
-from device.verifier import VERIFIER_FILE
+from device.verifier import VERIFIER_FILE, Verifier, VerifierSpec
 from trainer import features as F
+from trainer.negatives import BankClip
 from trainer.perturb import perturb
+
+log = logging.getLogger(__name__)
 
 TRAINER_VERSION = __version__
 VALIDATION_SHARE = 0.25
@@ -317,7 +321,7 @@ class Bank:
 
     train: np.ndarray
     pool: np.ndarray
-    held: list[np.ndarray]
+    held: list[BankClip]
     clips: int
 
     def summary(self, hard_windows: int) -> dict[str, int]:
@@ -325,32 +329,42 @@ class Bank:
                 "hard_windows": hard_windows}
 
 
-def load_bank(fe: Frontend, recipe: F.Recipe, rng: np.random.Generator, *, progress: bool) -> Bank:
-    """The generic negative bank (:mod:`trainer.negatives`), split into training and held-out clips."""
-    from trainer.negatives import bank_features, bank_windows, negative_dirs
+def bank_clips(fe: Frontend, recipe: F.Recipe, *, progress: bool) -> list[BankClip]:
+    """The generic negative bank's clips (:mod:`trainer.negatives`) with features for this recipe."""
+    from trainer.negatives import bank_features, negative_dirs
 
     try:
         dirs = negative_dirs()
     except HarkError as err:
         raise HarkError(f"negative bank: {err}; set HARK_NEGATIVES to folders of recordings of other speech "
                         "and sounds, or train with --no-negatives") from None
-    sequences = [s for s in bank_features(fe, dirs=dirs, progress=progress) if len(s) >= recipe.window]
-    if not sequences:
+    lead = F.needed_samples(fe, recipe.window, recipe.stride)
+    clips = [c for c in bank_features(fe, dirs=dirs, lead_samples=lead, progress=progress)
+             if len(c.features) >= recipe.window]
+    if not clips:
         raise HarkError(f"negative bank: no recording under {', '.join(map(str, dirs))} is long enough "
                         "for a head window; add longer ones, or train with --no-negatives")
-    held_idx = set(range(HELD_OUT_EVERY - 1, len(sequences), HELD_OUT_EVERY)) if len(sequences) >= 2 else set()
-    if len(sequences) >= 2 and not held_idx:
-        held_idx = {len(sequences) - 1}
+    return clips
+
+
+def load_bank(fe: Frontend, recipe: F.Recipe, rng: np.random.Generator, *, progress: bool) -> Bank:
+    """The generic negative bank, split into training and held-out clips."""
+    from trainer.negatives import bank_windows
+
+    clips = bank_clips(fe, recipe, progress=progress)
+    held_idx = set(range(HELD_OUT_EVERY - 1, len(clips), HELD_OUT_EVERY)) if len(clips) >= 2 else set()
+    if len(clips) >= 2 and not held_idx:
+        held_idx = {len(clips) - 1}
     held, seconds = [], 0.0
     for i in sorted(held_idx):
         if seconds < CALIBRATION_BANK_S:
-            held.append(sequences[i])
-            seconds += len(sequences[i]) * fe.hop_samples / SAMPLE_RATE
-    trained = [s for i, s in enumerate(sequences) if i not in held_idx]
+            held.append(clips[i])
+            seconds += len(clips[i].features) * fe.hop_samples / SAMPLE_RATE
+    trained = [c.features for i, c in enumerate(clips) if i not in held_idx]
     step = max(1, recipe.stride)
     return Bank(train=bank_windows(trained, window=recipe.window, stride=step, limit=BANK_WINDOWS, rng=rng),
                 pool=bank_windows(trained, window=recipe.window, stride=step, limit=POOL_WINDOWS, rng=rng),
-                held=held, clips=len(sequences))
+                held=held, clips=len(clips))
 
 
 def mine_hard(model: Any, pool: np.ndarray, *, limit: int) -> np.ndarray:
@@ -374,11 +388,14 @@ def stream_scores(model: Any, recipe: F.Recipe, fe: Frontend, features: np.ndarr
 
 
 def calibrate_head(model: Any, recipe: F.Recipe, fe: Frontend, labels: list[str], val: Split, bank: Bank | None,
-                   *, rng: np.random.Generator, refractory_s: float, budget_per_hour: float) -> Any:
+                   *, rng: np.random.Generator, refractory_s: float, budget_per_hour: float,
+                   verifier: VerifierSpec | None = None) -> Any:
     """Thresholds and smoothing per class within the false-alarm budget (:mod:`trainer.calibrate`).
 
     The stream: held-back clips (padded as on the device, mixed into held-back background, some
-    perturbed), the bank's held-out clips and the held-back background, scored by the head.
+    perturbed), the bank's held-out clips and the held-back background, scored by the head. With
+    ``verifier`` (templates of the training clips only) each detection is first put to it, as the
+    device does: thresholds then buy recall with what the verifier turns away.
     """
     from trainer.calibrate import THRESHOLD_GRID, Segment, calibrate
 
@@ -397,20 +414,51 @@ def calibrate_head(model: Any, recipe: F.Recipe, fe: Frontend, labels: list[str]
             if k >= len(clips) or val.noise:
                 x = F.mix_at_snr(x, F.noise_piece(rng, val.noise, len(x)), float(rng.uniform(5.0, 25.0)),
                                  (s + offset, e + offset))
-            scores, times = stream_scores(model, recipe, fe, fe.transform(x))
-            segments.append(Segment(scores=scores, times=times, target=labels[label],
+            features = fe.transform(x)
+            scores, times = stream_scores(model, recipe, fe, features)
+            segments.append(Segment(scores=scores, times=times, target=labels[label], features=features,
                                     event=((s + offset) / SAMPLE_RATE, (e + offset) / SAMPLE_RATE)))
-    pieces = list(bank.held) if bank is not None else []
+    pieces = []
+    for clip in bank.held if bank is not None else []:
+        # As a stream would hold it: after other sound, over the held-back background, 5-25 dB above it.
+        try:
+            samples = clip.samples()
+        except HarkError as err:
+            log.warning("negative bank: %s; left out of calibration", err)
+            continue
+        x, offset = F.pad_clip(samples, needed=needed, pad=recipe.clip_padding_samples)
+        x = F.mix_at_snr(x, F.noise_piece(rng, val.noise, len(x)), float(rng.uniform(5.0, 25.0)),
+                         (offset, offset + len(samples)))
+        pieces.append(fe.transform(x))
     chunk = int(BACKGROUND_SEGMENT_S * SAMPLE_RATE)
     pieces += [fe.transform(b[i:i + chunk]) for b in val.noise for i in range(0, len(b), chunk)]
     for features in pieces:
         scores, times = stream_scores(model, recipe, fe, features)
         if len(times):
-            segments.append(Segment(scores=scores, times=times))
+            segments.append(Segment(scores=scores, times=times, features=features))
     hours = sum(seg.duration_s for seg in segments) / 3600
     # Segments where no class ever reaches the lowest threshold cannot fire: replaying them only costs time.
     kept = [seg for seg in segments if seg.target is not None or seg.scores[:, 1:].max() >= THRESHOLD_GRID.min()]
-    return calibrate(kept, labels, budget_per_hour=budget_per_hour, negative_hours=hours, refractory_s=refractory_s)
+    return calibrate(kept, labels, budget_per_hour=budget_per_hour, negative_hours=hours, refractory_s=refractory_s,
+                     confirm=_segment_confirm(verifier, fe) if verifier is not None else None)
+
+
+def _segment_confirm(spec: VerifierSpec, fe: Frontend) -> Callable[[Any, float, str], bool]:
+    """:class:`device.verifier.Verifier`'s judgement at a moment of a calibration segment (its distances
+    remembered: each threshold tried asks again about the same moments)."""
+    measured: dict[tuple[int, float], dict[str, float]] = {}
+
+    def confirm(segment: Any, time_s: float, label: str) -> bool:
+        key = (id(segment), round(time_s, 4))
+        if key not in measured:
+            verifier = Verifier(spec, hop_samples=fe.hop_samples)
+            ends = F.window_bounds(fe, len(segment.features), 1)[1]
+            for feature in segment.features[ends <= time_s * SAMPLE_RATE + 0.5]:
+                verifier.push(feature)
+            measured[key] = verifier.distances()
+        return spec.confirms(label, measured[key])
+
+    return confirm
 
 
 def train(dataset_path: str | Path, output: str | Path, options: TrainOptions = TrainOptions()) -> dict[str, Any]:
@@ -473,9 +521,21 @@ def train(dataset_path: str | Path, output: str | Path, options: TrainOptions = 
             model.fit(x_train, y_train, sample_weight=class_weights(y_train, n, w_train), batch_size=BATCH,
                       epochs=again, callbacks=[bar.callback], verbose=0, shuffle=True)
             bar.close()
+    verifier, verifier_summary, verifier_calibrating = None, None, None
+    if options.verifier and recipe.verify:
+        from trainer.templates import REGION_EXTRA_S, build_verifier
+
+        built = build_verifier(
+            {label: dataset.usable(label) for label in labels[1:]}, fe, mean=mean, scale=np.sqrt(var),
+            region_s=F.span_samples(fe, recipe.window) / SAMPLE_RATE + REGION_EXTRA_S,
+            decision_s=DEFAULT_DECISION_S, padding=recipe.clip_padding_samples,
+            noises=[c.samples for c in dataset.background], rng=rng, progress=options.progress)
+        if built.spec.max_distance:  # else no class has two clips to compare: nothing to verify with
+            verifier, verifier_summary = built.spec, built.summary
+            verifier_calibrating = built.without([samples for _, samples in val_split.clips])
     refractory_s = 1.0 if recipe.mode == "event" else 2.0
     calibration = calibrate_head(model, recipe, fe, labels, val_split, bank, rng=rng, refractory_s=refractory_s,
-                                 budget_per_hour=options.false_alarms_per_hour)
+                                 budget_per_hour=options.false_alarms_per_hour, verifier=verifier_calibrating)
     # Then fit on every clip for a third of the epochs validation chose: with 8 clips a class
     # the held-out two matter. Continuing (not refitting from scratch) reuses the traced graph.
     x_all, y_all = np.concatenate([x_train, x_val]), np.concatenate([y_train, y_val])
@@ -486,17 +546,6 @@ def train(dataset_path: str | Path, output: str | Path, options: TrainOptions = 
               callbacks=[bar.callback], verbose=0, shuffle=True)
     bar.close()
     head_bytes = H.export_tflite(model, window=recipe.window, feature_shape=fe.feature_shape)
-    verifier, verifier_summary = None, None
-    if options.verifier and recipe.verify:
-        from trainer.templates import REGION_EXTRA_S, build_verifier
-
-        verifier, verifier_summary = build_verifier(
-            {label: dataset.usable(label) for label in labels[1:]}, fe, mean=mean, scale=np.sqrt(var),
-            region_s=F.span_samples(fe, recipe.window) / SAMPLE_RATE + REGION_EXTRA_S,
-            decision_s=DEFAULT_DECISION_S, padding=recipe.clip_padding_samples,
-            noises=[c.samples for c in dataset.background], rng=rng, progress=options.progress)
-        if not verifier.max_distance:  # no class has two clips to compare: nothing to verify with
-            verifier = None
     output = Path(output)
     recall = {label: metrics["per_class"][label]["recall"] for label in labels[1:]}
     manifest: dict[str, Any] = {

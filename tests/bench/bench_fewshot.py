@@ -134,11 +134,11 @@ def bench_time(base: str) -> None:
     from device.basemodels import fetch_base
     from device.frontend import build_frontend
     from trainer.features import RECIPES
-    from trainer.negatives import bank_features
+    from trainer.train import bank_clips
 
     # What is timed is a user's second training: the bank's features are computed once per base.
     recipe = RECIPES[base]
-    bank_features(build_frontend(recipe.frontend_params, fetch_base(base)), progress=False)
+    bank_clips(build_frontend(recipe.frontend_params, fetch_base(base)), recipe, progress=False)
     with tempfile.TemporaryDirectory() as tmp:
         data = link_dataset(Path(tmp) / "data", clips)
         started = time.monotonic()
