@@ -161,6 +161,16 @@ def noise_piece(rng: np.random.Generator, noises: list[np.ndarray], length: int)
     return src[start:start + length].astype(np.float32)
 
 
+STREAM_SNR_DB = (5.0, 25.0)  # how far sounds stand above the background in a stream (make_stream.py's range)
+
+
+def in_noise(rng: np.random.Generator, samples: np.ndarray, event: tuple[int, int],
+             noises: list[np.ndarray]) -> np.ndarray:
+    """``samples`` as a stream holds them: over a random piece of background, the sound in ``event``
+    ``STREAM_SNR_DB`` above it (the calibration stream and the verifier's limits judge sounds so)."""
+    return mix_at_snr(samples, noise_piece(rng, noises, len(samples)), float(rng.uniform(*STREAM_SNR_DB)), event)
+
+
 def augment(rng: np.random.Generator, samples: np.ndarray, event: tuple[int, int], noises: list[np.ndarray],
             *, snr_db: tuple[float, float] = (3.0, 25.0), gain_db: tuple[float, float] = (-12.0, 6.0),
             max_shift: int = 1280) -> tuple[np.ndarray, tuple[int, int]]:

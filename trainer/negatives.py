@@ -35,6 +35,7 @@ from device.audiofile import SAMPLE_RATE, find_audio, read_audio
 from device.basemodels import cache_dir, download_verified
 from device.errors import AudioError, HarkError
 from device.frontend import Frontend
+from device.model import pad_clip
 
 T = TypeVar("T")
 
@@ -75,8 +76,13 @@ class BankClip:
     features: np.ndarray
 
     def samples(self) -> np.ndarray:
-        """The clip's audio as the features saw it (its first ``MAX_CLIP_S`` seconds)."""
-        return read_audio(self.path)[: int(MAX_CLIP_S * SAMPLE_RATE)]
+        """The clip's audio as the features saw it (without the lead-in)."""
+        return read_clip(self.path)
+
+
+def read_clip(path: Path) -> np.ndarray:
+    """A bank recording's first ``MAX_CLIP_S`` seconds: the bank does not need more of one voice."""
+    return read_audio(path)[: int(MAX_CLIP_S * SAMPLE_RATE)]
 
 
 def feature_cache_dir() -> Path:
@@ -161,15 +167,13 @@ def bank_features(frontend: Frontend, *, dirs: Iterable[Path] | None = None, max
         except (OSError, ValueError, KeyError) as err:
             log.warning("%s: unreadable feature cache (%s); computing again", cache, err)
     clips: list[BankClip] = []
-    limit = int(MAX_CLIP_S * SAMPLE_RATE)
-    lead = np.zeros(lead_samples, np.float32)
     for path in tqdm(files, desc=f"negative bank ({frontend.name})", unit="clip", disable=not progress):
         try:
-            samples = read_audio(path)
+            samples = read_clip(path)
         except AudioError as err:
             log.warning("skipped: %s", err)
             continue
-        features = frontend.transform(np.concatenate([lead, samples[:limit]]))
+        features = frontend.transform(pad_clip(samples, needed=lead_samples, pad=0)[0])
         if len(features):
             clips.append(BankClip(path, features.astype(np.float32)))
     try:

@@ -105,8 +105,7 @@ def build_verifier(clips: dict[str, Sequence[Clip]], fe: Frontend, *, mean: np.n
                 samples = perturb(clip.samples, rng) if rng.random() < 0.5 else clip.samples
                 padded, start, end = _padded_event(samples, padding)
                 if noises:
-                    padded = F.mix_at_snr(padded, F.noise_piece(rng, noises, len(padded)),
-                                          float(rng.uniform(5.0, 25.0)), (start, end))
+                    padded = F.in_noise(rng, padded, (start, end), noises)
                 features = fe.transform(padded)
                 decided = end + decision_s * SAMPLE_RATE
                 region = features[_feature_ends(fe, features) <= decided][-region_features:]

@@ -412,23 +412,21 @@ def calibrate_head(model: Any, recipe: F.Recipe, fe: Frontend, labels: list[str]
             x, offset = F.pad_clip(samples, needed=needed, pad=recipe.clip_padding_samples)
             s, e = F.locate_event(samples)
             if k >= len(clips) or val.noise:
-                x = F.mix_at_snr(x, F.noise_piece(rng, val.noise, len(x)), float(rng.uniform(5.0, 25.0)),
-                                 (s + offset, e + offset))
+                x = F.in_noise(rng, x, (s + offset, e + offset), val.noise)
             features = fe.transform(x)
             scores, times = stream_scores(model, recipe, fe, features)
             segments.append(Segment(scores=scores, times=times, target=labels[label], features=features,
                                     event=((s + offset) / SAMPLE_RATE, (e + offset) / SAMPLE_RATE)))
     pieces = []
     for clip in bank.held if bank is not None else []:
-        # As a stream would hold it: after other sound, over the held-back background, 5-25 dB above it.
+        # As a stream would hold it: after other sound, over the held-back background.
         try:
             samples = clip.samples()
         except HarkError as err:
             log.warning("negative bank: %s; left out of calibration", err)
             continue
         x, offset = F.pad_clip(samples, needed=needed, pad=recipe.clip_padding_samples)
-        x = F.mix_at_snr(x, F.noise_piece(rng, val.noise, len(x)), float(rng.uniform(5.0, 25.0)),
-                         (offset, offset + len(samples)))
+        x = F.in_noise(rng, x, (offset, offset + len(samples)), val.noise)
         pieces.append(fe.transform(x))
     chunk = int(BACKGROUND_SEGMENT_S * SAMPLE_RATE)
     pieces += [fe.transform(b[i:i + chunk]) for b in val.noise for i in range(0, len(b), chunk)]
@@ -582,7 +580,7 @@ def train(dataset_path: str | Path, output: str | Path, options: TrainOptions = 
             "train_windows": int(len(y_train)),
             "validation_windows": int(len(y_val)),
             "negative_bank": bank.summary(hard_windows) if bank is not None else None,
-            "verifier": verifier_summary if verifier is not None else None,
+            "verifier": verifier_summary,
             "feature_seconds": round(features_s, 1),
             "train_seconds": round(time.monotonic() - started, 1),
         },
