@@ -84,9 +84,12 @@ class Model:
         section = self.manifest.get("verifier")
         if section is None:
             return None
-        name = section.get("file") if isinstance(section, dict) else None
-        if name not in self.bundle.files:
-            raise BundleError(f"{self.bundle.path / MANIFEST}: verifier file {name!r} is not listed with a hash")
+        where = f"{self.bundle.path / MANIFEST}: manifest verifier"
+        if not isinstance(section, dict):
+            raise BundleError(f"{where}: not a mapping")
+        name = section.get("file")
+        if not isinstance(name, str) or name not in self.bundle.files:
+            raise BundleError(f"{where}: file {name!r} is not listed with a hash")
         return VerifierSpec.load(self.bundle.files[name], section, self.bundle.classes)
 
     @classmethod

@@ -22,6 +22,7 @@ from device.bundle import load_bundle
 from device.cli import main as hark
 from device.errors import BundleError
 from device.frontend import LogMelFrontend
+from device.model import Model
 from tests.fixtures.synth import write_dataset
 
 
@@ -100,6 +101,23 @@ def test_speech_bundle_carries_verifier_templates_of_its_clips(speech_tone_bundl
     (altered / "verifier.npz").write_bytes((altered / "verifier.npz").read_bytes()[:-10])
     with pytest.raises(BundleError, match="verifier.npz: sha256 does not match"):
         load_bundle(altered)
+
+
+@pytest.mark.parametrize(("section", "message"), [
+    ("verifier.npz", "manifest verifier: not a mapping"),
+    ({"file": "elsewhere.npz"}, "manifest verifier: file 'elsewhere.npz' is not listed with a hash"),
+    ({"file": None}, "manifest verifier: file None is not listed with a hash"),
+])
+def test_a_bad_verifier_section_is_one_line_naming_the_manifest(speech_tone_bundle: Path, tmp_path: Path,
+                                                                section: object, message: str) -> None:
+    altered = tmp_path / "altered"
+    shutil.copytree(speech_tone_bundle, altered)
+    manifest = json.loads((altered / "manifest.json").read_text())
+    manifest["verifier"] = section
+    (altered / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError) as err:
+        Model.load(altered)
+    assert str(err.value) == f"{altered / 'manifest.json'}: {message}"
 
 
 def test_bad_dataset_fails_before_training(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
