@@ -8,6 +8,7 @@ batch, which is what ``hark classify`` and the trainer's evaluation use.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -85,7 +86,7 @@ class Model:
         if section is None:
             return None
         where = f"{self.bundle.path / MANIFEST}: manifest verifier"
-        if not isinstance(section, dict):
+        if not isinstance(section, Mapping):
             raise BundleError(f"{where}: not a mapping")
         name = section.get("file")
         if not isinstance(name, str) or name not in self.bundle.files:

@@ -124,11 +124,10 @@ class VerifierSpec:
         return buffer.getvalue()
 
     @classmethod
-    def load(cls, path: Path, section: Any, classes: Sequence[str]) -> VerifierSpec:
-        """The spec of a bundle's ``verifier`` manifest section and its (hash-checked) file."""
+    def load(cls, path: Path, section: Mapping[str, Any], classes: Sequence[str]) -> VerifierSpec:
+        """The spec of a bundle's ``verifier`` manifest section (a mapping: :class:`device.model.Model`
+        checks that) and its hash-checked file."""
         where = f"{path}: manifest verifier"
-        if not isinstance(section, Mapping):
-            raise BundleError(f"{where}: not a mapping")
         if section.get("method") != METHOD:
             raise BundleError(f"{where}: unknown method {section.get('method')!r}, this hark knows {METHOD!r}")
         counts, limits = section.get("templates"), section.get("max_distance")

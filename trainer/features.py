@@ -111,6 +111,11 @@ def window_bounds(frontend: Frontend, n_features: int, window: int) -> tuple[np.
     return ends - span_samples(frontend, window), ends
 
 
+def feature_ends(frontend: Frontend, features: np.ndarray) -> np.ndarray:
+    """The stream sample at which each of ``features`` ends (what a verifier has heard by then)."""
+    return window_bounds(frontend, len(features), 1)[1]
+
+
 def stack_windows(features: np.ndarray, starts: Iterable[int], window: int) -> np.ndarray:
     starts = list(starts)
     if not starts:

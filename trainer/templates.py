@@ -46,15 +46,11 @@ def _padded_event(samples: np.ndarray, padding: int) -> tuple[np.ndarray, int, i
     return padded, offset + start, offset + end
 
 
-def _feature_ends(fe: Frontend, features: np.ndarray) -> np.ndarray:
-    return F.window_bounds(fe, len(features), 1)[1]
-
-
 def template_of(fe: Frontend, samples: np.ndarray, *, padding: int) -> np.ndarray:
     """The features that hold a clip's sound (possibly empty for a sound shorter than ``START_S``)."""
     padded, start, end = _padded_event(samples, padding)
     features = fe.transform(padded)
-    ends = _feature_ends(fe, features)
+    ends = F.feature_ends(fe, features)
     keep = (ends >= start + START_S * SAMPLE_RATE) & (ends <= end + END_S * SAMPLE_RATE)
     return features[keep]
 
@@ -108,7 +104,7 @@ def build_verifier(clips: dict[str, Sequence[Clip]], fe: Frontend, *, mean: np.n
                     padded = F.in_noise(rng, padded, (start, end), noises)
                 features = fe.transform(padded)
                 decided = end + decision_s * SAMPLE_RATE
-                region = features[_feature_ends(fe, features) <= decided][-region_features:]
+                region = features[F.feature_ends(fe, features) <= decided][-region_features:]
                 distances[label].append(class_distance(others, unit_rows(region, mean, scale), nearest=NEAREST,
                                                        end_within=end_frames))
                 bar.update()

@@ -450,7 +450,7 @@ def _segment_confirm(spec: VerifierSpec, fe: Frontend) -> Callable[[Any, float, 
         key = (id(segment), round(time_s, 4))
         if key not in measured:
             verifier = Verifier(spec, hop_samples=fe.hop_samples)
-            ends = F.window_bounds(fe, len(segment.features), 1)[1]
+            ends = F.feature_ends(fe, segment.features)
             for feature in segment.features[ends <= time_s * SAMPLE_RATE + 0.5]:
                 verifier.push(feature)
             measured[key] = verifier.distances()
