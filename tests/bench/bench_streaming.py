@@ -123,13 +123,17 @@ def read_targets(stream: Path) -> tuple[list[Target], list[Target]]:
     return targets, distractors
 
 
+def in_time(d: Detection, t: Target) -> bool:
+    """The benchmark's rule: ``d`` fires between ``EARLY_S`` before ``t`` starts and ``LATE_S`` after it ends."""
+    return t.start_s - EARLY_S <= d.time_s <= t.end_s + LATE_S
+
+
 def score(found: list[Detection], targets: list[Target], hours: float) -> dict[str, object]:
     """Recall, false detections per hour and latencies under the benchmark's rule."""
     hit: dict[int, float] = {}
     false: list[Detection] = []
     for d in found:
-        match = next((i for i, t in enumerate(targets) if t.label == d.label
-                      and t.start_s - EARLY_S <= d.time_s <= t.end_s + LATE_S), None)
+        match = next((i for i, t in enumerate(targets) if t.label == d.label and in_time(d, t)), None)
         if match is None:
             false.append(d)
         elif match in hit:
@@ -150,7 +154,7 @@ def score(found: list[Detection], targets: list[Target], hours: float) -> dict[s
 
 
 def what_was_there(d: Detection, everything: list[Target]) -> str:
-    near = [t for t in everything if t.start_s - EARLY_S <= d.time_s <= t.end_s + LATE_S]
+    near = [t for t in everything if in_time(d, t)]
     return ", ".join(f"{t.label} {t.start_s:.1f}-{t.end_s:.1f}" for t in near) or "background only"
 
 
@@ -166,12 +170,12 @@ def print_candidates(model: Model, stream: Path, targets: list[Target], everythi
     pipeline = Pipeline(model, thresholds=0.5)
     verifier = pipeline.verifier
     assert verifier is not None
-    seen: list[tuple[str, float]] = []
+    seen: list[float] = []  # the candidate's distance, inf where another class is closer
 
     def record(label: str) -> bool:
         distances = verifier.distances()
         mine = distances[label]
-        seen.append((label, mine if mine <= min(distances.values()) else float("inf")))
+        seen.append(mine if mine <= min(distances.values()) else float("inf"))
         return True
 
     pipeline.detector.confirm = record
@@ -181,14 +185,13 @@ def print_candidates(model: Model, stream: Path, targets: list[Target], everythi
     times = np.array([t for _, t in trace])
     scores = np.stack([s for s, _ in trace])
     rows = []
-    for d, (_, distance) in zip(found, seen):
-        right = any(t.label == d.label and t.start_s - EARLY_S <= d.time_s <= t.end_s + LATE_S for t in targets)
+    for d, distance in zip(found, seen):
+        right = any(t.label == d.label and in_time(d, t) for t in targets)
         # A candidate fires as its score passes 0.5; what a higher threshold sees is its peak just after.
         near = (times >= d.time_s - PEAK_S) & (times <= d.time_s + PEAK_S)
         peak = float(scores[near, model.labels.index(d.label)].max()) if near.any() else d.score
         rows.append((d, distance, right, peak))
-    limits = model.verifier_spec.max_distance if model.verifier_spec else {}
-    print(f"\ncandidates at threshold 0.5: {len(rows)}; verifier limits {dict(limits)}; "
+    print(f"\ncandidates at threshold 0.5: {len(rows)}; verifier limits {dict(verifier.spec.max_distance)}; "
           "distance inf: another class is closer")
     for label in sorted({d.label for d, _, _, _ in rows}):
         true = np.array([x for d, x, ok, _ in rows if ok and d.label == label and np.isfinite(x)])
@@ -204,9 +207,9 @@ def print_candidates(model: Model, stream: Path, targets: list[Target], everythi
         best = (0, 0.0, 0.0)
         for threshold in (0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999):
             for limit in np.arange(0.45, 0.801, 0.01):
-                kept = [(d, ok) for d, x, ok, peak in rows if peak >= threshold and x <= limit]
-                if sum(not ok for _, ok in kept) <= allowed:
-                    best = max(best, (sum(ok for _, ok in kept), threshold, float(limit)))
+                kept = [ok for _, x, ok, peak in rows if peak >= threshold and x <= limit]
+                if kept.count(False) <= allowed:
+                    best = max(best, (kept.count(True), threshold, float(limit)))
         print(f"BEST FIXED PAIR AT {rate:g}/H  {best[0] / len(targets):6.1%}   (head threshold {best[1]:g}, "
               f"verifier limit {best[2]:.2f}, read off this stream)")
 
