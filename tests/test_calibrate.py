@@ -4,7 +4,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from trainer.calibrate import Segment, around_activity, calibrate, replay
+from trainer.calibrate import VERIFIED_MIN_THRESHOLD, Segment, around_activity, calibrate, replay
 
 LABELS = ["background", "up"]
 HOP = 0.08
@@ -50,11 +50,12 @@ def test_replay_of_one_class_ignores_another_class_saturated_at_one():
     assert replay(segs, labels, label="down", threshold=0.99, smoothing=1, refractory_s=1.0) == (1, 1, 0)
 
 
-def test_a_second_opinion_in_the_loop_lets_the_threshold_drop_for_recall():
-    """What the device's verifier turns away is no false alarm: calibration may then go lower."""
-    positives = [segment(p, target="up") for p in (0.95, 0.9, 0.85, 0.8, 0.6)]
+def test_a_second_opinion_in_the_loop_lets_the_threshold_drop_for_recall_but_not_below_its_floor():
+    """What the device's verifier turns away is no false alarm: calibration may then go lower, down to
+    VERIFIED_MIN_THRESHOLD, below which the head is not sure enough for the verifier to decide."""
+    positives = [segment(p, target="up") for p in (0.95, 0.9, 0.85, 0.8, 0.75)]
     marker = np.zeros((1, 1))  # the features the verifier would judge, carried by the segment
-    loud = replace(segment(0.7, target=None), features=marker)
+    loud = replace(segment(0.88, target=None), features=marker)
     negatives = [loud] + [segment(0.05, target=None)] * 20
     asked: list[tuple[int, float, str]] = []
 
@@ -70,8 +71,13 @@ def test_a_second_opinion_in_the_loop_lets_the_threshold_drop_for_recall():
                         smoothing_choices=(1,))
     with_it = calibrate(positives + negatives, LABELS, budget_per_hour=0.5, negative_hours=1.0,
                         smoothing_choices=(1,), confirm=confirm)
-    assert without.expected_recall["up"] == 0.8 and without.thresholds["up"] > 0.7
-    assert with_it.expected_recall["up"] == 1.0 and with_it.thresholds["up"] < 0.6
+    assert without.expected_recall["up"] == 0.4 and without.thresholds["up"] > 0.88
+    assert with_it.expected_recall["up"] == 1.0 and VERIFIED_MIN_THRESHOLD <= with_it.thresholds["up"] <= 0.75
+    # A positive the head scores 0.6 is not won back: that would take a threshold below the floor.
+    quiet = [*positives[:4], segment(0.6, target="up")]
+    floored = calibrate(quiet + negatives, LABELS, budget_per_hour=0.5, negative_hours=1.0, smoothing_choices=(1,),
+                        confirm=confirm)
+    assert floored.expected_recall["up"] == 0.8 and floored.thresholds["up"] >= VERIFIED_MIN_THRESHOLD
 
 
 def test_calibration_replays_only_the_rows_near_scores_that_could_fire():

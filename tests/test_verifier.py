@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -137,3 +138,22 @@ def test_a_bad_verifier_section_is_one_line_naming_it(tmp_path: Path, change: di
     with pytest.raises(BundleError) as err:
         VerifierSpec.load(path, {**section, **change}, ["up", "down"])
     assert message in str(err.value) and str(path) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_the_ratio_test_rejects_a_sound_half_way_between_two_classes() -> None:
+    # "up" 0.30 away and "down" 0.32: "up" is the nearest, but not clearly.
+    spec = dataclasses.replace(_spec(up=0.5, down=0.5), ratio=0.9)
+    assert not spec.confirms("up", {"up": 0.30, "down": 0.32})
+    assert spec.confirms("up", {"up": 0.25, "down": 0.32})
+    assert dataclasses.replace(spec, ratio=1.0).confirms("up", {"up": 0.30, "down": 0.32})
+    assert spec.confirms("up", {"up": 0.30})  # a single class has nothing to be confused with
+
+
+def test_a_bundle_without_a_ratio_keeps_the_nearest_class_rule(tmp_path: Path) -> None:
+    path, section = _save(tmp_path, dataclasses.replace(_spec(), ratio=0.9))
+    assert section["ratio"] == 0.9
+    assert VerifierSpec.load(path, section, ["up", "down"]).ratio == 0.9
+    del section["ratio"]
+    assert VerifierSpec.load(path, section, ["up", "down"]).ratio == 1.0
+    with pytest.raises(BundleError, match="ratio in"):
+        VerifierSpec.load(path, {**section, "ratio": 1.5}, ["up", "down"])

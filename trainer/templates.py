@@ -37,6 +37,7 @@ LEAVE_OUT_COPIES = 32  # noisy copies per class for the limit, spread over its c
 MARGIN = 0.06
 END_WINDOW_S = 1.0  # a match ends at most this long before the decision (the sound just heard)
 NEAREST = 3
+RATIO = 0.9  # a match must be this much nearer than any other class's (device.verifier)
 
 
 def _padded_event(samples: np.ndarray, padding: int) -> tuple[np.ndarray, int, int]:
@@ -117,6 +118,6 @@ def build_verifier(clips: dict[str, Sequence[Clip]], fe: Frontend, *, mean: np.n
                           "leave_one_out_median": round(float(np.median(values)), 4),
                           "leave_one_out_max": round(max(values), 4), "max_distance": round(limits[label], 4)}
     spec = VerifierSpec(templates=templates, mean=mean, scale=scale, max_distance=limits, region_s=region_s,
-                        nearest=NEAREST, end_s=END_WINDOW_S)
+                        nearest=NEAREST, end_s=END_WINDOW_S, ratio=RATIO)
     return VerifierBuild(spec=spec, summary=summary,
                          sources={label: [clip for clip, _ in pairs] for label, pairs in paired.items()})

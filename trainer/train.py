@@ -310,6 +310,8 @@ BANK_WINDOWS = 6000  # generic negatives per training: enough variety, bounded t
 POOL_WINDOWS = 30000  # bank windows the first fit scores to find hard negatives
 HARD_WINDOWS = 1500
 HARD_SCORE = 0.2  # a bank window scoring this for any class is a hard negative
+SOUNDALIKES_PER_CLASS = 20  # bank stretches nearest each class's clips (trainer.soundalikes)
+SOUNDALIKE_COPIES = 2  # ... each also over the user's background, this many times
 HELD_OUT_EVERY = 5  # every 5th bank clip is kept for calibration, never trained on
 CALIBRATION_BANK_S = 1800.0
 CALIBRATION_COPIES = 12  # positives per class in the calibration stream (held-back clips, varied)
@@ -322,11 +324,13 @@ class Bank:
     train: np.ndarray
     pool: np.ndarray
     held: list[BankClip]
+    trained: list[BankClip]  # the clips ``train`` and ``pool`` are drawn from
     clips: int
 
-    def summary(self, hard_windows: int) -> dict[str, int]:
+    def summary(self, hard_windows: int, soundalikes: list[float]) -> dict[str, Any]:
         return {"clips": self.clips, "train_windows": int(len(self.train)), "held_out_clips": len(self.held),
-                "hard_windows": hard_windows}
+                "hard_windows": hard_windows, "soundalikes": len(soundalikes),
+                "soundalike_distance_max": round(max(soundalikes), 4) if soundalikes else None}
 
 
 def bank_clips(fe: Frontend, recipe: F.Recipe, *, progress: bool) -> list[BankClip]:
@@ -360,11 +364,12 @@ def load_bank(fe: Frontend, recipe: F.Recipe, rng: np.random.Generator, *, progr
         if seconds < CALIBRATION_BANK_S:
             held.append(clips[i])
             seconds += len(clips[i].features) * fe.hop_samples / SAMPLE_RATE
-    trained = [c.features for i, c in enumerate(clips) if i not in held_idx]
+    trained = [c for i, c in enumerate(clips) if i not in held_idx]
+    sequences = [c.features for c in trained]
     step = max(1, recipe.stride)
-    return Bank(train=bank_windows(trained, window=recipe.window, stride=step, limit=BANK_WINDOWS, rng=rng),
-                pool=bank_windows(trained, window=recipe.window, stride=step, limit=POOL_WINDOWS, rng=rng),
-                held=held, clips=len(clips))
+    return Bank(train=bank_windows(sequences, window=recipe.window, stride=step, limit=BANK_WINDOWS, rng=rng),
+                pool=bank_windows(sequences, window=recipe.window, stride=step, limit=POOL_WINDOWS, rng=rng),
+                held=held, trained=trained, clips=len(clips))
 
 
 def mine_hard(model: Any, pool: np.ndarray, *, limit: int) -> np.ndarray:
@@ -477,6 +482,19 @@ def train(dataset_path: str | Path, output: str | Path, options: TrainOptions = 
         train_split.add(bank.train, 0)
     x_train, y_train = train_split.arrays()
     w_train = train_split.weights()
+    soundalikes: list[float] = []
+    if bank is not None and recipe.verify:
+        from trainer.soundalikes import soundalike_windows
+
+        # Found with the verifier's measure, on a provisional standardisation of the features.
+        flat = x_train.reshape(-1, x_train.shape[-1])
+        alike, soundalikes = soundalike_windows(
+            fe, recipe, {label: [c.samples for c in dataset.usable(label)] for label in labels[1:]}, bank.trained,
+            mean=flat.mean(axis=0), scale=np.sqrt(flat.var(axis=0) + 1e-6),
+            noises=[c.samples for c in dataset.background], rng=rng, per_class=SOUNDALIKES_PER_CLASS,
+            copies=SOUNDALIKE_COPIES)
+        x_train, y_train = np.concatenate([x_train, alike]), np.concatenate([y_train, np.zeros(len(alike), np.int64)])
+        w_train = np.concatenate([w_train, np.ones(len(alike), np.float32)])
     x_val, y_val = val_split.arrays()
     features_s = time.monotonic() - started
 
@@ -579,7 +597,7 @@ def train(dataset_path: str | Path, output: str | Path, options: TrainOptions = 
             "epochs": best_epochs,
             "train_windows": int(len(y_train)),
             "validation_windows": int(len(y_val)),
-            "negative_bank": bank.summary(hard_windows) if bank is not None else None,
+            "negative_bank": bank.summary(hard_windows, soundalikes) if bank is not None else None,
             "verifier": verifier_summary,
             "feature_seconds": round(features_s, 1),
             "train_seconds": round(time.monotonic() - started, 1),
