@@ -71,13 +71,22 @@ def sequence_distance(template: np.ndarray, region: np.ndarray, *, end_within: i
     """
     if not len(template) or not len(region):
         return math.inf
+    by_end = distance_by_end(template, region)
+    return float(by_end[-end_within:].min()) if end_within else float(by_end.min())
+
+
+def distance_by_end(template: np.ndarray, region: np.ndarray) -> np.ndarray:
+    """:func:`sequence_distance` for a match ending at each frame of ``region`` (both non-empty).
+
+    The trainer reads it whole to find where in a long recording a template fits best.
+    """
     cost = 1.0 - template @ region.T
     acc = cost[0].astype(np.float64)
     blocked = np.full(2, np.inf)
     for row in cost[1:]:
         before = np.concatenate([blocked, acc])
         acc = row + np.minimum(np.minimum(before[2:], before[1:-1]), before[:-2])
-    return float(acc[-end_within:].min() / len(template)) if end_within else float(acc.min() / len(template))
+    return acc / len(template)
 
 
 def class_distance(templates: Sequence[np.ndarray], region: np.ndarray, *, nearest: int,

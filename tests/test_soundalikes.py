@@ -5,11 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pytest
 
-from device.verifier import sequence_distance, unit_rows
+from device.verifier import unit_rows
 from trainer.negatives import BankClip
-from trainer.soundalikes import PER_CLIP, closest_stretches, distance_by_end
+from trainer.soundalikes import PER_CLIP, closest_stretches
 
 DIM = 12
 ZERO, ONE = np.zeros(DIM, np.float32), np.ones(DIM, np.float32)
@@ -18,16 +17,6 @@ ZERO, ONE = np.zeros(DIM, np.float32), np.ones(DIM, np.float32)
 def _word(seed: int, length: int = 8) -> np.ndarray:
     """A smooth random trajectory of feature vectors, as in test_verifier."""
     return np.cumsum(np.random.default_rng(seed).standard_normal((length, DIM)), axis=0).astype(np.float32)
-
-
-def test_distance_by_end_is_the_verifiers_distance_at_each_end() -> None:
-    template = unit_rows(_word(1), ZERO, ONE)
-    region = unit_rows(np.concatenate([_word(3, 10), _word(1), _word(4, 6)]), ZERO, ONE)
-    by_end = distance_by_end(template, region)
-    assert by_end.shape == (len(region),)
-    assert int(np.argmin(by_end)) == 17 and by_end[17] == pytest.approx(0.0, abs=1e-5)  # the word ends at frame 17
-    assert by_end.min() == pytest.approx(sequence_distance(template, region), abs=1e-6)
-    assert by_end[-1] == pytest.approx(sequence_distance(template, region, end_within=1), abs=1e-6)
 
 
 def test_the_stretch_that_holds_the_word_comes_first_and_each_clip_gives_a_few() -> None:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from device.errors import BundleError
-from device.verifier import METHOD, Verifier, VerifierSpec, sequence_distance, unit_rows
+from device.verifier import METHOD, Verifier, VerifierSpec, distance_by_end, sequence_distance, unit_rows
 
 DIM = 12
 ZERO, ONE = np.zeros(DIM, np.float32), np.ones(DIM, np.float32)
@@ -55,6 +55,16 @@ def test_end_within_judges_only_what_was_just_heard() -> None:
     assert sequence_distance(word, earlier) == pytest.approx(0.0, abs=1e-5)
     assert sequence_distance(word, earlier, end_within=4) > 0.2
     assert sequence_distance(word, earlier, end_within=11) == pytest.approx(0.0, abs=1e-5)
+
+
+def test_distance_by_end_is_the_verifiers_distance_at_each_end() -> None:
+    template = _rows(_word(1))
+    region = _rows(np.concatenate([_word(3, 10), _word(1), _word(4, 6)]))
+    by_end = distance_by_end(template, region)
+    assert by_end.shape == (len(region),)
+    assert int(np.argmin(by_end)) == 17 and by_end[17] == pytest.approx(0.0, abs=1e-5)  # the word ends at frame 17
+    assert by_end.min() == pytest.approx(sequence_distance(template, region), abs=1e-6)
+    assert by_end[-1] == pytest.approx(sequence_distance(template, region, end_within=1), abs=1e-6)
 
 
 def test_empty_template_or_region_is_infinitely_far() -> None:

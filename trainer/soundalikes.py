@@ -4,7 +4,7 @@ A random sample of the bank teaches a head what the keyword is *not* in general;
 the few stretches that come closest, and those are what fire in a home. On the streaming benchmark
 "Chapter seven…" fired as ``jarvis`` in most trainings, though the bank held plenty of chapter
 openings, none of them among the windows drawn. This module searches the whole bank with the
-verifier's own measure (:func:`device.verifier.sequence_distance`: subsequence DTW, cosine distance)
+verifier's own measure (:func:`device.verifier.distance_by_end`: subsequence DTW, cosine distance)
 for the ``per_class`` stretches closest to each class's clips, and returns the head windows that
 end on them, clean and mixed into the user's background as a stream would hold them, to be taught
 as background. It takes about half a second for 300 bank clips, plus the noisy copies' features.
@@ -19,7 +19,7 @@ import numpy as np
 from device.audiofile import SAMPLE_RATE
 from device.frontend import Frontend
 from device.model import pad_clip
-from device.verifier import unit_rows
+from device.verifier import distance_by_end, unit_rows
 from trainer import features as F
 from trainer.negatives import BankClip
 from trainer.templates import NEAREST, template_of
@@ -28,18 +28,6 @@ PER_CLIP = 3  # at most this many stretches from one bank clip, for variety
 APART = 8  # features between two stretches of one clip
 AFTER = 6  # windows ending this many features after the stretch still hold it
 EVENT_S = 0.8  # how much sound before a stretch's end the noisy copy's level is set by
-
-
-def distance_by_end(template: np.ndarray, region: np.ndarray) -> np.ndarray:
-    """The mean cosine distance of ``template``'s best alignment ending at each frame of ``region``
-    (the ending-anywhere form of :func:`device.verifier.sequence_distance`)."""
-    cost = 1.0 - template @ region.T
-    acc = cost[0].astype(np.float64)
-    blocked = np.full(2, np.inf)
-    for row in cost[1:]:
-        before = np.concatenate([blocked, acc])
-        acc = row + np.minimum(np.minimum(before[2:], before[1:-1]), before[:-2])
-    return acc / len(template)
 
 
 def closest_stretches(templates: Sequence[np.ndarray], bank: Sequence[BankClip], *, mean: np.ndarray,
