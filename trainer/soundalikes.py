@@ -22,7 +22,7 @@ from device.model import pad_clip
 from device.verifier import distance_by_end, unit_rows
 from trainer import features as F
 from trainer.negatives import BankClip
-from trainer.templates import NEAREST, template_of
+from trainer.templates import NEAREST
 
 PER_CLIP = 3  # at most this many stretches from one bank clip, for variety
 APART = 8  # features between two stretches of one clip
@@ -47,19 +47,21 @@ def closest_stretches(templates: Sequence[np.ndarray], bank: Sequence[BankClip],
     return sorted(found)[:per_class]
 
 
-def soundalike_windows(fe: Frontend, recipe: F.Recipe, clips: Mapping[str, Sequence[np.ndarray]],
+def soundalike_windows(fe: Frontend, recipe: F.Recipe, templates_of: Mapping[str, Sequence[np.ndarray]],
                        bank: Sequence[BankClip], *, mean: np.ndarray, scale: np.ndarray,
                        noises: list[np.ndarray], rng: np.random.Generator, per_class: int,
                        copies: int) -> tuple[np.ndarray, list[float]]:
     """Head windows on the bank's stretches closest to each class's clips: clean, and ``copies``
-    times over the background; also each stretch's distance (for the report)."""
+    times over the background; also each stretch's distance (for the report).
+
+    ``templates_of``: per class, the raw templates of its clips (:func:`trainer.templates.clip_templates`).
+    """
     windows: list[np.ndarray] = []
     distances: list[float] = []
     lead = F.needed_samples(fe, recipe.window, recipe.stride)
     span = F.span_samples(fe, recipe.window)
-    for own in clips.values():
-        templates = [unit_rows(t, mean, scale) for t in
-                     (template_of(fe, samples, padding=recipe.clip_padding_samples) for samples in own) if len(t)]
+    for raw in templates_of.values():
+        templates = [unit_rows(t, mean, scale) for t in raw if len(t)]
         if not templates:
             continue
         for distance, index, end in closest_stretches(templates, bank, mean=mean, scale=scale, per_class=per_class):

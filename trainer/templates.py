@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,6 +56,20 @@ def template_of(fe: Frontend, samples: np.ndarray, *, padding: int) -> np.ndarra
     return features[keep]
 
 
+def clip_templates(fe: Frontend, clips: Mapping[str, Sequence[Clip]], *,
+                   padding: int) -> dict[str, list[tuple[Clip, np.ndarray]]]:
+    """Per class, each clip with its template (raw features); clips too short for one are left out.
+
+    Computed once per training: the sound-alike search (:mod:`trainer.soundalikes`) and
+    :func:`build_verifier` both start from them.
+    """
+    paired: dict[str, list[tuple[Clip, np.ndarray]]] = {}
+    for label, own in clips.items():
+        found = ((clip, template_of(fe, clip.samples, padding=padding)) for clip in own)
+        paired[label] = [(clip, template) for clip, template in found if len(template)]
+    return paired
+
+
 @dataclass(frozen=True)
 class VerifierBuild:
     """A verifier made from the user's clips, what the report shows of it, and each template's clip."""
@@ -76,18 +90,18 @@ class VerifierBuild:
         return dataclasses.replace(self.spec, templates=templates)
 
 
-def build_verifier(clips: dict[str, Sequence[Clip]], fe: Frontend, *, mean: np.ndarray, scale: np.ndarray,
-                   region_s: float, decision_s: float, padding: int, noises: list[np.ndarray],
-                   rng: np.random.Generator, progress: bool) -> VerifierBuild:
-    """Templates of every class's clips and their limits; also what the report shows of them.
+def build_verifier(templates_of: Mapping[str, Sequence[tuple[Clip, np.ndarray]]], fe: Frontend, *,
+                   mean: np.ndarray, scale: np.ndarray, region_s: float, decision_s: float, padding: int,
+                   noises: list[np.ndarray], rng: np.random.Generator, progress: bool) -> VerifierBuild:
+    """The verifier of every class's clips and their limits; also what the report shows of them.
 
-    ``padding``: the quiet samples the recipe puts around a clip (``Recipe.clip_padding_samples``).
+    ``templates_of``: per class, each clip with its raw template (:func:`clip_templates`); at most
+    ``MAX_TEMPLATES`` of them are kept, spread over the list. ``padding``: the quiet samples the
+    recipe puts around a clip (``Recipe.clip_padding_samples``).
     """
     # Each clip with its template, so leaving a clip out leaves out its own template.
-    paired: dict[str, list[tuple[Clip, np.ndarray]]] = {}
-    for label, own in clips.items():
-        found = [(clip, template_of(fe, clip.samples, padding=padding)) for clip in spread(own, MAX_TEMPLATES)]
-        paired[label] = [(clip, unit_rows(t, mean, scale)) for clip, t in found if len(t)]
+    paired = {label: [(clip, unit_rows(t, mean, scale)) for clip, t in spread(pairs, MAX_TEMPLATES)]
+              for label, pairs in templates_of.items()}
     templates = {label: [t for _, t in pairs] for label, pairs in paired.items()}
     region_features = kept_features(region_s, fe.hop_samples)
     end_frames = features_in(END_WINDOW_S, fe.hop_samples)

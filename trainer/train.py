@@ -483,13 +483,19 @@ def train(dataset_path: str | Path, output: str | Path, options: TrainOptions = 
     x_train, y_train = train_split.arrays()
     w_train = train_split.weights()
     soundalikes: list[float] = []
-    if bank is not None and recipe.verify:
+    templates_of = None
+    if recipe.verify and (bank is not None or options.verifier):
+        from trainer.templates import clip_templates
+
+        templates_of = clip_templates(fe, {label: dataset.usable(label) for label in labels[1:]},
+                                      padding=recipe.clip_padding_samples)
+    if bank is not None and templates_of is not None:
         from trainer.soundalikes import soundalike_windows
 
         # Found with the verifier's measure, on a provisional standardisation of the features.
         flat = x_train.reshape(-1, x_train.shape[-1])
         alike, soundalikes = soundalike_windows(
-            fe, recipe, {label: [c.samples for c in dataset.usable(label)] for label in labels[1:]}, bank.trained,
+            fe, recipe, {label: [t for _, t in pairs] for label, pairs in templates_of.items()}, bank.trained,
             mean=flat.mean(axis=0), scale=np.sqrt(flat.var(axis=0) + 1e-6),
             noises=[c.samples for c in dataset.background], rng=rng, per_class=SOUNDALIKES_PER_CLASS,
             copies=SOUNDALIKE_COPIES)
@@ -538,11 +544,11 @@ def train(dataset_path: str | Path, output: str | Path, options: TrainOptions = 
                       epochs=again, callbacks=[bar.callback], verbose=0, shuffle=True)
             bar.close()
     verifier, verifier_summary, verifier_calibrating = None, None, None
-    if options.verifier and recipe.verify:
+    if options.verifier and templates_of is not None:
         from trainer.templates import REGION_EXTRA_S, build_verifier
 
         built = build_verifier(
-            {label: dataset.usable(label) for label in labels[1:]}, fe, mean=mean, scale=np.sqrt(var),
+            templates_of, fe, mean=mean, scale=np.sqrt(var),
             region_s=F.span_samples(fe, recipe.window) / SAMPLE_RATE + REGION_EXTRA_S,
             decision_s=DEFAULT_DECISION_S, padding=recipe.clip_padding_samples,
             noises=[c.samples for c in dataset.background], rng=rng, progress=options.progress)
