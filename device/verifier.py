@@ -13,7 +13,7 @@ moment of decision: the sound judged is the one just heard, not a word said two 
 A class's distance is the mean over its ``nearest`` closest templates.
 
 A detection of class ``c`` is confirmed when its distance is at most ``max_distance[c]`` and
-clearly nearer than any other class's: at most ``ratio`` (0.9) times the nearest other class's
+clearly nearer than any other class's: at most ``ratio`` (0.93) times the nearest other class's
 distance, the ratio test of nearest-neighbour matching. A sound half-way between two classes is
 neither (on the streaming benchmark, a stretch of read speech passed as ``jarvis`` at a ratio of
 0.94-1.00, where the real keywords' 95th percentile is 0.77-0.79). The trainer sets ``max_distance``
