@@ -61,7 +61,7 @@ def soundalike_windows(fe: Frontend, recipe: F.Recipe, templates_of: Mapping[str
     lead = F.needed_samples(fe, recipe.window, recipe.stride)
     span = F.span_samples(fe, recipe.window)
     for raw in templates_of.values():
-        templates = [unit_rows(t, mean, scale) for t in raw if len(t)]
+        templates = [unit_rows(t, mean, scale) for t in raw]  # clip_templates leaves out empty ones
         if not templates:
             continue
         for distance, index, end in closest_stretches(templates, bank, mean=mean, scale=scale, per_class=per_class):

@@ -27,6 +27,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -217,10 +218,26 @@ def print_candidates(model: Model, stream: Path, targets: list[Target], everythi
 VERIFIED_GRID = (0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 0.995, 0.999)
 
 
+def lowest_within_rate(grid: Sequence[float], score_at: Callable[[float], dict[str, object]],
+                       rate: float) -> tuple[float, dict[str, object]] | None:
+    """The lowest threshold of ``grid`` whose score stays within ``rate`` false detections per hour, and
+    that score (None if none does). False detections fall as the threshold rises, so this bisects."""
+    best = None
+    lo, hi = 0, len(grid) - 1
+    while lo <= hi:
+        mid = (lo + hi) // 2
+        r = score_at(float(grid[mid]))
+        if r["fa_per_hour"] <= rate:  # type: ignore[operator]
+            best, hi = (float(grid[mid]), r), mid - 1
+        else:
+            lo = mid + 1
+    return best
+
+
 def print_recall_at_rates_verified(model: Model, stream: Path, targets: list[Target], hours: float) -> None:
     """Recall at 2 and 0.5 false detections per hour of the whole device (head and verifier): one head
-    threshold for all classes, the lowest within the rate, found by bisection over real runs of the
-    pipeline (the verifier needs the features, so the head scores alone cannot be replayed)."""
+    threshold for all classes, the lowest within the rate, over real runs of the pipeline (the
+    verifier needs the features, so the head scores alone cannot be replayed)."""
     runs: dict[float, dict[str, object]] = {}
 
     def run_at(threshold: float) -> dict[str, object]:
@@ -230,15 +247,7 @@ def print_recall_at_rates_verified(model: Model, stream: Path, targets: list[Tar
         return runs[threshold]
 
     for rate in (2.0, 0.5):
-        best = None
-        lo, hi = 0, len(VERIFIED_GRID) - 1
-        while lo <= hi:
-            mid = (lo + hi) // 2
-            r = run_at(VERIFIED_GRID[mid])
-            if r["fa_per_hour"] <= rate:  # type: ignore[operator]
-                best, hi = (VERIFIED_GRID[mid], r), mid - 1
-            else:
-                lo = mid + 1
+        best = lowest_within_rate(VERIFIED_GRID, run_at, rate)
         if best is None:
             print(f"RECALL AT {rate:g}/H       not reached at any threshold (with the verifier)")
         else:
@@ -309,19 +318,15 @@ def main() -> int:
     # threshold is read off this stream, so it says what the head can do, not what calibration chose.
     # It replays the recorded head scores, so it is the head alone, without the verifier.
     detection = model.manifest.get("detection")
+    grid = np.round(np.concatenate([np.arange(0.3, 0.95, 0.01), np.arange(0.95, 0.9995, 0.001)]), 4)
+
+    def replay_at(threshold: float) -> dict[str, object]:
+        detector = Detector(model.labels, DetectorSettings.resolve(model.bundle.classes, detection,
+                                                                    thresholds=threshold))
+        return score([d for scores, t in trace for d in detector.update(scores, t)], targets, hours)
+
     for rate in (2.0, 0.5):
-        grid = np.round(np.concatenate([np.arange(0.3, 0.95, 0.01), np.arange(0.95, 0.9995, 0.001)]), 4)
-        best = None
-        lo, hi = 0, len(grid) - 1  # false alarms fall as the threshold rises: bisect for the lowest within rate
-        while lo <= hi:
-            mid = (lo + hi) // 2
-            detector = Detector(model.labels, DetectorSettings.resolve(model.bundle.classes, detection,
-                                                                        thresholds=float(grid[mid])))
-            r = score([d for scores, t in trace for d in detector.update(scores, t)], targets, hours)
-            if r["fa_per_hour"] <= rate:  # type: ignore[operator]
-                best, hi = (float(grid[mid]), r), mid - 1
-            else:
-                lo = mid + 1
+        best = lowest_within_rate(list(grid), replay_at, rate)
         if best is None:
             print(f"RECALL AT {rate:g}/H       not reached at any threshold (head alone)")
         else:
