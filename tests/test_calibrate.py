@@ -92,3 +92,11 @@ def test_calibration_replays_only_the_rows_near_scores_that_could_fire():
             fast = replay([trimmed, around_activity(segment(0.5, target=None), 1, floor=0.2, rows=4)] * 3, LABELS,
                           label="up", threshold=threshold, smoothing=smoothing, refractory_s=1.0)
             assert fast == full
+
+
+def test_a_segment_shorter_than_the_rows_kept_around_activity_is_kept_whole():
+    short = segment(0.9, target="up", seconds=0.8, at=0.4)  # 10 rows, fewer than 2 * rows + 1
+    trimmed = around_activity(short, 1, floor=0.85, rows=8)
+    assert len(trimmed.times) == len(short.times)
+    far = around_activity(segment(0.9, target="up", seconds=4.0, at=0.4), 1, floor=0.85, rows=8)
+    assert far.times[-1] == 4.0 and len(far.times) < 50

@@ -137,7 +137,8 @@ def around_activity(segment: Segment, column: int, *, floor: float, rows: int) -
     hot = segment.scores[:, column] >= floor
     if hot.all():
         return segment
-    near = np.convolve(hot.astype(np.int32), np.ones(2 * rows + 1, np.int32), mode="same") > 0
+    # "full" and a centred slice: "same" returns the kernel's length when the segment is shorter.
+    near = np.convolve(hot.astype(np.int32), np.ones(2 * rows + 1, np.int32))[rows:rows + len(hot)] > 0
     near[-1] = True  # the segment keeps its length
     return replace(segment, scores=segment.scores[near], times=segment.times[near])
 
