@@ -43,6 +43,9 @@ def test_manifest_describes_the_bundle(tone_bundle: Path) -> None:
     assert m["trainer_version"] and m["created"]
     assert m["metrics"]["validation_accuracy"] >= 0.9
     assert m["dataset"]["clips"] == {"beep": 10, "chirp": 10}
+    from trainer.train import WARMUP_EPOCHS
+
+    assert m["metrics"]["epochs"] > WARMUP_EPOCHS  # early stopping never keeps a warm-up epoch
 
 
 def test_report_is_written_beside_the_manifest_and_not_hashed(tone_bundle: Path) -> None:
