@@ -26,8 +26,10 @@ second after the first. Two different sounds closer together than that give one 
 A second opinion: a detector given ``confirm`` (the pipeline passes
 :meth:`device.verifier.Verifier.confirm` when the bundle has templates) asks it before firing,
 candidates in order of margin, and fires the first it confirms. When it confirms none, nothing
-fires and nothing is held off; the candidates re-arm once their scores fall below threshold, as
-after a detection, so one rejected sound is judged once.
+fires; the candidates re-arm once their scores fall below threshold, as after a detection, so one
+rejected sound is judged once, and the other classes are held off as after a detection: the tail
+of a sound the verifier turned away as "computer" is no more evidence of "alexa" than the tail of
+one it confirmed (on the streaming bench such a tail fired `alexa` 1.4 s after a `computer`).
 
 The manifest's ``detection`` section gives the defaults the trainer calibrated:
 ``thresholds`` (per class), ``smoothing`` (head outputs averaged, an int or per class) and
@@ -209,10 +211,13 @@ class Detector:
         self._armed[self._candidates] = False
         ranked = [int(i) for i in np.argsort(-margin, kind="stable") if self._candidates[i]]
         best = next((i for i in ranked if self.confirm is None or self.confirm(self.classes[i])), None)
+        hold_until = time_s + self.settings.hold_others_s
         if best is None:
+            others = ~self._candidates
+            self._quiet_until[others] = np.maximum(self._quiet_until[others], hold_until)
             return []
         # Every candidate is held off, so a runner-up does not fire a moment later on the same sound.
         self._quiet_until[self._candidates] = time_s + self._refractory[self._candidates]
         others = np.arange(len(self.classes)) != best
-        self._quiet_until[others] = np.maximum(self._quiet_until[others], time_s + self.settings.hold_others_s)
+        self._quiet_until[others] = np.maximum(self._quiet_until[others], hold_until)
         return [Detection(label=self.classes[best], score=float(self._peaks[best]), time_s=float(time_s))]

@@ -171,7 +171,7 @@ def test_hold_others_out_of_range_is_named() -> None:
         hold_settings(-1.0)
 
 
-def test_a_rejected_candidate_fires_nothing_and_holds_nothing_off() -> None:
+def test_a_rejected_candidate_fires_nothing_and_holds_the_other_classes_off() -> None:
     asked: list[str] = []
 
     def only_chirp(label: str) -> bool:
@@ -179,12 +179,17 @@ def test_a_rejected_candidate_fires_nothing_and_holds_nothing_off() -> None:
         return label == "chirp"
 
     detector = Detector(LABELS, hold_settings(2.0), confirm=only_chirp)
-    beep = [0.9, 0.9, 0.0, 0.0, 0.0, 0.0, 0.9, 0.0]
-    chirp = [0.0, 0.0, 0.0, 0.9, 0.0, 0.0, 0.0, 0.0]
-    # Both beeps are judged once each (not at every output above threshold) and rejected; the chirp
-    # right after the first is not held off by it.
-    assert [(d.label, d.time_s) for d in run(detector, beep, chirp)] == [("chirp", 0.32)]
-    assert asked == ["beep", "chirp"]
+    beep = [0.9, 0.9] + [0.0] * 4 + [0.9] + [0.0] * 30
+    chirp = [0.0] * 3 + [0.9] + [0.0] * 26 + [0.9] + [0.0] * 3 + [0.9] + [0.0] * 2
+    # Each beep is judged once (not at every output above threshold) and rejected. The chirp right
+    # after the first is held off, as after a detection, and so is the one 2.4 s in (2 s after the
+    # second beep); the chirp 2.8 s in is past both holds and fires.
+    assert [(d.label, d.time_s) for d in run(detector, beep, chirp)] == [("chirp", 2.8)]
+    assert asked == ["beep", "beep", "chirp"]
+    # Without the verifier the first beep fires (the second is within its refractory period) and
+    # holds the chirp off until 2.08 s.
+    assert [(d.label, d.time_s) for d in run(Detector(LABELS, hold_settings(2.0)), beep, chirp)] == [
+        ("beep", 0.08), ("chirp", 2.48)]
 
 
 def test_the_best_confirmed_candidate_fires() -> None:
