@@ -14,7 +14,7 @@ from device.labels import BACKGROUND
 from device.model import Model
 from tests.fixtures.synth import SR, beep, noise, write_dataset
 from trainer import features as F
-from trainer.train import build_examples, choose_thresholds, chosen_epochs, decide
+from trainer.train import WARMUP_EPOCHS, build_examples, choose_thresholds, chosen_epochs, decide, warmup_epochs
 
 
 def test_locate_event_finds_the_sound() -> None:
@@ -107,3 +107,9 @@ def test_early_stopping_ignores_the_validation_loss_of_the_warm_up_epochs():
     assert chosen_epochs(losses, warmup=3) == 5
     assert chosen_epochs([0.3, 0.2], warmup=3) == 2  # stopped before the warm-up ended: the last epoch
     assert chosen_epochs([0.5, 0.4, 0.3, 0.2, 0.2005], warmup=3) == 4  # near-equal: the earlier
+
+
+def test_the_warm_up_is_for_few_held_back_clips():
+    assert warmup_epochs([1, 1, 2, 2], 3) == WARMUP_EPOCHS  # 8 clips a class: two held back
+    assert warmup_epochs([1] * 8 + [2] * 3, 3) == WARMUP_EPOCHS  # the class with fewest decides
+    assert warmup_epochs([1] * 8 + [2] * 8, 3) == 0  # 30 clips a class: validation is trusted

@@ -46,10 +46,12 @@ TRAINER_VERSION = __version__
 VALIDATION_SHARE = 0.25
 MAX_EPOCHS = 60
 PATIENCE = 8
-# Early stopping watches the validation loss only from this epoch on. With two held-back clips a
-# class the first epochs' loss is noise: one seed of the streaming bench kept its first epoch's
-# weights (training accuracy 0.86) and lost 1.6 points of recall to it.
+# Early stopping watches the validation loss only from this epoch on when some class has fewer than
+# WARMUP_BELOW_CLIPS held back. With two held-back clips a class the first epochs' loss is noise: one
+# seed of the streaming bench kept its first epoch's weights (training accuracy 0.86) and lost 1.6
+# points of recall to it. With more, validation can be trusted and training stays shorter.
 WARMUP_EPOCHS = 3
+WARMUP_BELOW_CLIPS = 4
 BATCH = 128
 # Augmented copies per clip: enough that a class has about TARGET_COPIES examples in all.
 TARGET_COPIES = 48
@@ -105,6 +107,12 @@ def choose_base(dataset: Dataset, requested: str, *, seed: int = 0,
     from trainer.autobase import choose_auto
 
     return choose_auto(dataset, rng=np.random.default_rng(seed), say=say)
+
+
+def warmup_epochs(held_back: list[int], n_labels: int) -> int:
+    """Epochs early stopping waits before watching, given the label of each held-back clip."""
+    fewest = min((held_back.count(label) for label in range(1, n_labels)), default=0)
+    return WARMUP_EPOCHS if fewest < WARMUP_BELOW_CLIPS else 0
 
 
 def chosen_epochs(val_losses: list[float], *, warmup: int) -> int:
@@ -524,14 +532,15 @@ def train(dataset_path: str | Path, output: str | Path, options: TrainOptions = 
 
     model = H.build_head(base, window=recipe.window, feature_shape=fe.feature_shape, n_outputs=n,
                          norm_mean=mean, norm_var=var)
+    warmup = warmup_epochs([label for label, _ in val_split.clips], n)
     stopper = H.keras.callbacks.EarlyStopping(monitor="val_loss", patience=PATIENCE, min_delta=1e-3,
-                                                restore_best_weights=True, start_from_epoch=WARMUP_EPOCHS)
+                                                restore_best_weights=True, start_from_epoch=warmup)
     bar = _EpochBar(MAX_EPOCHS, "training head", options.progress)
     history = model.fit(x_train, y_train, sample_weight=class_weights(y_train, n, w_train), batch_size=BATCH,
                         epochs=MAX_EPOCHS, validation_data=(x_val, y_val, class_weights(y_val, n)),
                         callbacks=[stopper, bar.callback], verbose=0, shuffle=True)
     bar.close()
-    best_epochs = chosen_epochs(history.history["val_loss"], warmup=WARMUP_EPOCHS)
+    best_epochs = chosen_epochs(history.history["val_loss"], warmup=warmup)
     peaks, truth = group_peaks(model, val_split.groups, n)
     thresholds = choose_thresholds(peaks, truth, labels)
     pred = decide(peaks, labels, thresholds)
