@@ -211,13 +211,12 @@ class Detector:
         self._armed[self._candidates] = False
         ranked = [int(i) for i in np.argsort(-margin, kind="stable") if self._candidates[i]]
         best = next((i for i in ranked if self.confirm is None or self.confirm(self.classes[i])), None)
-        hold_until = time_s + self.settings.hold_others_s
+        if best is not None:
+            # Every candidate is held off, so a runner-up does not fire a moment later on the same sound.
+            self._quiet_until[self._candidates] = time_s + self._refractory[self._candidates]
+        # The sound, fired or turned away, holds off the classes it was not decided for.
+        others = ~self._candidates if best is None else np.arange(len(self.classes)) != best
+        self._quiet_until[others] = np.maximum(self._quiet_until[others], time_s + self.settings.hold_others_s)
         if best is None:
-            others = ~self._candidates
-            self._quiet_until[others] = np.maximum(self._quiet_until[others], hold_until)
             return []
-        # Every candidate is held off, so a runner-up does not fire a moment later on the same sound.
-        self._quiet_until[self._candidates] = time_s + self._refractory[self._candidates]
-        others = np.arange(len(self.classes)) != best
-        self._quiet_until[others] = np.maximum(self._quiet_until[others], hold_until)
         return [Detection(label=self.classes[best], score=float(self._peaks[best]), time_s=float(time_s))]
