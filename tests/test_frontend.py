@@ -67,6 +67,57 @@ class _Quiet(http.server.SimpleHTTPRequestHandler):
         pass
 
 
+@pytest.mark.parametrize("name", ["none", "speech"])
+def test_transform_many_equals_transform_in_order(name: str, shared_dir: Path) -> None:
+    """Clips of many lengths (some too short for a feature) on every core: each result is transform's."""
+    fe = _frontend(name)
+    clips = [_audio(seconds, seed=k) for k, seconds in enumerate([0.01, 2.5, 0.9, 4.0, 1.3, 0.3, 3.1, 1.7])]
+    expected = [_frontend(name).transform(clip) for clip in clips]
+    finished = []
+    many = fe.transform_many(clips, done=lambda: finished.append(1))
+    assert len(many) == len(clips) and len(finished) == len(clips)
+    for got, want in zip(many, expected):
+        assert got.shape == want.shape
+        np.testing.assert_array_equal(got, want)
+    assert len(many[0]) == 0 and len(many[3]) > len(many[2])
+    np.testing.assert_array_equal(fe.transform(clips[4]), expected[4])  # the frontend itself still works alone
+
+
+def test_transform_many_advances_a_generator_in_order() -> None:
+    """The audio a generator makes with a random generator is the audio a plain loop would make."""
+    fe = _frontend("none")
+    made: list[np.ndarray] = []
+
+    def clips(rng: np.random.Generator) -> Iterator[np.ndarray]:
+        for _ in range(12):
+            clip = (0.1 * rng.standard_normal(int(rng.integers(400, 16000)))).astype(np.float32)
+            made.append(clip)
+            yield clip
+
+    many = fe.transform_many(clips(np.random.default_rng(5)))
+    plain = [fe.transform(clip) for clip in clips(np.random.default_rng(5))]
+    assert [len(m) for m in made[:12]] == [len(m) for m in made[12:]]
+    for got, want in zip(many, plain, strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_transform_many_raises_what_the_clips_raise() -> None:
+    def clips() -> Iterator[np.ndarray]:
+        yield np.zeros(4000, np.float32)
+        raise ValueError("clip 2 is unreadable")
+
+    with pytest.raises(ValueError, match="clip 2"):
+        _frontend("none").transform_many(clips())
+
+
+def test_clone_is_the_same_frontend_with_its_own_state(shared_dir: Path) -> None:
+    fe = _frontend("speech")
+    fe.push(_audio(1.0))
+    twin = fe.clone()
+    assert type(twin) is type(fe) and twin.params() == fe.params() and twin.features_emitted == 0
+    np.testing.assert_array_equal(twin.transform(_audio(2.0)), _frontend("speech").transform(_audio(2.0)))
+
+
 @pytest.fixture()
 def served(tmp_path: Path, shared_dir: Path) -> Iterator[tuple[str, Path]]:
     """An HTTP server on a free loopback port serving ``tmp_path/www``."""

@@ -34,7 +34,7 @@ def test_positive_windows_end_just_after_the_sound() -> None:
     x[SR:SR + int(0.4 * SR)] += 0.5 * beep(rng)
     event = F.locate_event(x)
     feats = fe.transform(x)
-    pos, neg = F.label_windows(recipe, fe, feats, x, event)
+    pos, neg = F.label_windows(recipe, fe, feats, event)
     starts, ends = F.window_bounds(fe, len(feats), recipe.window)
     assert pos and neg and not set(pos) & set(neg)
     tol = recipe.end_tolerance_s * SR

@@ -123,9 +123,13 @@ def stack_windows(features: np.ndarray, starts: Iterable[int], window: int) -> n
     return np.stack([features[s:s + window] for s in starts]).astype(np.float32)
 
 
-def label_windows(recipe: Recipe, frontend: Frontend, features: np.ndarray, samples: np.ndarray,
-                  event: tuple[int, int]) -> tuple[list[int], list[int]]:
-    """Indices of the positive windows and of the background windows of one (padded) clip."""
+def label_windows(recipe: Recipe, frontend: Frontend, features: np.ndarray, event: tuple[int, int], *,
+                  levels: np.ndarray | None = None) -> tuple[list[int], list[int]]:
+    """Indices of the positive windows and of the background windows of one (padded) clip.
+
+    A sound event's windows are placed by ``event``; a texture's by loudness: ``levels`` is
+    :func:`frame_db` of the clip, and a texture recipe needs it.
+    """
     w_start, w_end = window_bounds(frontend, len(features), recipe.window)
     if recipe.mode == "event":
         s, e = event
@@ -135,7 +139,9 @@ def label_windows(recipe: Recipe, frontend: Frontend, features: np.ndarray, samp
         margin = int(0.1 * SAMPLE_RATE)
         neg = (w_end <= s - margin) | (w_start >= e + margin)
         return list(np.flatnonzero(pos)), list(np.flatnonzero(neg))
-    db = frame_db(samples)
+    if levels is None:
+        raise ValueError(f"a {recipe.mode} recipe places windows by loudness: levels= is needed")
+    db = levels
     level = np.array([db[max(0, a // FRAME):max(a // FRAME + 1, b // FRAME)].max() for a, b in zip(w_start, w_end)])
     if len(level) == 0:
         return [], []

@@ -12,7 +12,7 @@ as background. It takes about half a second for 300 bank clips, plus the noisy c
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -58,31 +58,38 @@ def soundalike_windows(fe: Frontend, recipe: F.Recipe, templates_of: Mapping[str
     """
     windows: list[np.ndarray] = []
     distances: list[float] = []
+    noisy: list[tuple[int, int, int, int]] = []  # where its windows go; start, first and last sample
     lead = F.needed_samples(fe, recipe.window, recipe.stride)
     span = F.span_samples(fe, recipe.window)
+    stretches = []
     for raw in templates_of.values():
         templates = [unit_rows(t, mean, scale) for t in raw]  # clip_templates leaves out empty ones
-        if not templates:
-            continue
-        for distance, index, end in closest_stretches(templates, bank, mean=mean, scale=scale, per_class=per_class):
-            distances.append(distance)
-            features = bank[index].features
-            last = min(end + AFTER, len(features) - 1)
-            ends = range(max(end, recipe.window - 1), last + 1)
-            windows.append(F.stack_windows(features, [e - recipe.window + 1 for e in ends], recipe.window))
-            if not copies or not noises:
-                continue
-            # The stretch's audio as the features heard it (after the bank's lead-in), over the background.
+        if templates:
+            stretches += closest_stretches(templates, bank, mean=mean, scale=scale, per_class=per_class)
+    for distance, index, end in stretches:
+        distances.append(distance)
+        features = bank[index].features
+        last = min(end + AFTER, len(features) - 1)
+        ends = range(max(end, recipe.window - 1), last + 1)
+        windows.append(F.stack_windows(features, [e - recipe.window + 1 for e in ends], recipe.window))
+        for _ in range(copies if noises else 0):
+            noisy.append((len(windows), index, end, last))
+            windows.append(windows[-1][:0])  # the copy's windows, once its features are computed
+
+    def noisy_copies() -> Iterator[np.ndarray]:
+        # The stretch's audio as the features heard it (after the bank's lead-in), over the background.
+        for _, index, end, last in noisy:
             padded = pad_clip(bank[index].samples(), needed=lead, pad=0)[0]
             first_sample, last_sample = fe.feature_end(end), fe.feature_end(last)
             start = max(0, first_sample - span - lead)
-            piece = padded[start:last_sample + 1]
             event = (max(0, first_sample - start - int(EVENT_S * SAMPLE_RATE)), first_sample - start)
-            for _ in range(copies):
-                noisy = fe.transform(F.in_noise(rng, piece, event, noises))
-                noisy_ends = F.feature_ends(fe, noisy) + start
-                keep = [k for k in range(recipe.window - 1, len(noisy))
-                        if first_sample <= noisy_ends[k] <= last_sample]
-                windows.append(F.stack_windows(noisy, [k - recipe.window + 1 for k in keep], recipe.window))
+            yield F.in_noise(rng, padded[start:last_sample + 1], event, noises)
+
+    for (slot, _, end, last), features in zip(noisy, fe.transform_many(noisy_copies())):
+        first_sample, last_sample = fe.feature_end(end), fe.feature_end(last)
+        start = max(0, first_sample - span - lead)
+        noisy_ends = F.feature_ends(fe, features) + start
+        keep = [k for k in range(recipe.window - 1, len(features)) if first_sample <= noisy_ends[k] <= last_sample]
+        windows[slot] = F.stack_windows(features, [k - recipe.window + 1 for k in keep], recipe.window)
     shape = (0, recipe.window, *fe.feature_shape)
     return (np.concatenate(windows).astype(np.float32) if windows else np.zeros(shape, np.float32)), distances

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,11 +52,18 @@ def _padded_event(samples: np.ndarray, padding: int) -> tuple[np.ndarray, int, i
 
 def template_of(fe: Frontend, samples: np.ndarray, *, padding: int) -> np.ndarray:
     """The features that hold a clip's sound (possibly empty for a sound shorter than ``START_S``)."""
-    padded, start, end = _padded_event(samples, padding)
-    features = fe.transform(padded)
-    ends = F.feature_ends(fe, features)
-    keep = (ends >= start + START_S * SAMPLE_RATE) & (ends <= end + END_S * SAMPLE_RATE)
-    return features[keep]
+    return templates_of_clips(fe, [samples], padding=padding)[0]
+
+
+def templates_of_clips(fe: Frontend, clips: Sequence[np.ndarray], *, padding: int) -> list[np.ndarray]:
+    """:func:`template_of` of each clip, their features computed side by side."""
+    located = [_padded_event(samples, padding) for samples in clips]
+    templates = []
+    for (_, start, end), features in zip(located, fe.transform_many([padded for padded, _, _ in located])):
+        ends = F.feature_ends(fe, features)
+        keep = (ends >= start + START_S * SAMPLE_RATE) & (ends <= end + END_S * SAMPLE_RATE)
+        templates.append(features[keep])
+    return templates
 
 
 def clip_templates(fe: Frontend, clips: Mapping[str, Sequence[Clip]], *,
@@ -68,7 +75,7 @@ def clip_templates(fe: Frontend, clips: Mapping[str, Sequence[Clip]], *,
     """
     paired: dict[str, list[tuple[Clip, np.ndarray]]] = {}
     for label, own in clips.items():
-        found = ((clip, template_of(fe, clip.samples, padding=padding)) for clip in own)
+        found = zip(own, templates_of_clips(fe, [clip.samples for clip in own], padding=padding))
         paired[label] = [(clip, template) for clip, template in found if len(template)]
     return paired
 
@@ -111,21 +118,25 @@ def build_verifier(templates_of: Mapping[str, Sequence[tuple[Clip, np.ndarray]]]
     copies = {label: math.ceil(LEAVE_OUT_COPIES / len(pairs)) for label, pairs in paired.items() if len(pairs) >= 2}
     bar = tqdm(total=sum(n * len(paired[label]) for label, n in copies.items()),
                desc="verifier templates", unit="clip", disable=not progress, leave=False)
+    trials: list[tuple[str, int, int]] = []  # class, the clip left out, where its copy's sound ends
+
+    def copies_left_out() -> Iterator[np.ndarray]:
+        for label, n in copies.items():
+            for i, (clip, _) in enumerate(paired[label]):
+                for _ in range(n):
+                    samples = perturb(clip.samples, rng) if rng.random() < 0.5 else clip.samples
+                    padded, start, end = _padded_event(samples, padding)
+                    if noises:
+                        padded = F.in_noise(rng, padded, (start, end), noises)
+                    trials.append((label, i, end))
+                    yield padded
+
     distances: dict[str, list[float]] = {label: [] for label in copies}
-    for label, n in copies.items():
-        for i, (clip, _) in enumerate(paired[label]):
-            others = templates[label][:i] + templates[label][i + 1:]
-            for _ in range(n):
-                samples = perturb(clip.samples, rng) if rng.random() < 0.5 else clip.samples
-                padded, start, end = _padded_event(samples, padding)
-                if noises:
-                    padded = F.in_noise(rng, padded, (start, end), noises)
-                features = fe.transform(padded)
-                decided = end + decision_s * SAMPLE_RATE
-                region = features[F.feature_ends(fe, features) <= decided][-region_features:]
-                distances[label].append(class_distance(others, unit_rows(region, mean, scale), nearest=NEAREST,
-                                                       end_within=end_frames))
-                bar.update()
+    for features, (label, i, end) in zip(fe.transform_many(copies_left_out(), done=bar.update), trials):
+        others = templates[label][:i] + templates[label][i + 1:]
+        region = features[F.feature_ends(fe, features) <= end + decision_s * SAMPLE_RATE][-region_features:]
+        distances[label].append(class_distance(others, unit_rows(region, mean, scale), nearest=NEAREST,
+                                               end_within=end_frames))
     bar.close()
     limits: dict[str, float] = {}
     summary: dict[str, Any] = {}

@@ -18,7 +18,7 @@ import datetime
 import logging
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -134,6 +134,9 @@ class Extractor:
 
     def __init__(self, recipe: F.Recipe, frontend: Frontend, noises: list[np.ndarray], rng: np.random.Generator):
         self.recipe, self.fe, self.noises, self.rng = recipe, frontend, noises, rng
+        # Window phases come from a stream of their own (spawning leaves ``rng`` where it was):
+        # they are drawn after all the audio is made, and must not shift with how much there is.
+        self.phases = rng.spawn(1)[0]
         self.span = F.span_samples(frontend, recipe.window)
         self.needed = F.needed_samples(frontend, recipe.window, recipe.stride)
 
@@ -147,13 +150,13 @@ class Extractor:
         step = self.recipe.stride
         if step <= 1 or not idx:
             return idx
-        phase = int(self.rng.integers(step))
+        phase = int(self.phases.integers(step))
         return [i for i in idx if (i + phase) % step == 0] or idx[:1]
 
-    def clip_windows(self, samples: np.ndarray, copies: int) -> tuple[np.ndarray, np.ndarray]:
-        """Positive and background windows of a clip and of ``copies - 1`` augmented copies."""
+    def copies(self, samples: np.ndarray, copies: int) -> Iterator[tuple[np.ndarray, Piece]]:
+        """The clip padded, then ``copies - 1`` augmented copies of it (the randomness drawn here, in order);
+        each as its audio and what labelling its windows needs."""
         x0, event0 = self.padded(samples)
-        pos, neg = [], []
         for c in range(copies):
             if c == 0:
                 x, event = x0, event0
@@ -164,13 +167,17 @@ class Extractor:
                 x, event = F.augment(self.rng, xp, eventp, self.noises, max_shift=self.fe.hop_samples)
                 start, end = self.positive_span(len(x), event)
                 x, event = x[start:end], (max(0, event[0] - start), event[1] - start)
-            feats = self.fe.transform(x)
-            p, n = F.label_windows(self.recipe, self.fe, feats, x, event)
-            pos.append(F.stack_windows(feats, self.thin(p), self.recipe.window))
-            if c == 0:  # the room around the sound: from the clean copy, whole
-                neg.append(F.stack_windows(feats, self.thin(n), self.recipe.window))
+            levels = F.frame_db(x) if self.recipe.mode != "event" else None
+            yield x, Piece(event=event, levels=levels, clean=c == 0)
+
+    def piece_windows(self, piece: Piece, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """A copy's positive windows, and (of the clean copy only, whole) the room around the sound."""
+        p, n = F.label_windows(self.recipe, self.fe, features, piece.event, levels=piece.levels)
         w = self.recipe.window
-        return _cat(pos, w, self.fe), _cat(neg, w, self.fe)
+        pos = F.stack_windows(features, self.thin(p), w)
+        neg = F.stack_windows(features, self.thin(n), w) if piece.clean else np.zeros((0, w, *self.fe.feature_shape),
+                                                                                       np.float32)
+        return pos, neg
 
     def positive_span(self, length: int, event: tuple[int, int]) -> tuple[int, int]:
         """The part of a copy its positive windows come from (all of it for textures).
@@ -183,28 +190,33 @@ class Extractor:
         tail = int(self.recipe.end_tolerance_s * SAMPLE_RATE) + 2 * self.fe.hop_samples
         return max(0, event[1] - self.needed - tail), min(length, event[1] + tail)
 
-    def classify_windows(self, samples: np.ndarray) -> np.ndarray:
-        """The windows :meth:`device.model.Model.clip_scores` would score for this clip."""
-        x, _ = F.pad_clip(samples, needed=self.needed, pad=self.recipe.clip_padding_samples)
-        feats = self.fe.transform(x)
-        n = len(feats) - self.recipe.window + 1
-        starts = [s for s in range(max(0, n)) if (s + self.recipe.window) % self.recipe.stride == 0]
-        return F.stack_windows(feats, starts, self.recipe.window)
+    def classify_padded(self, samples: np.ndarray) -> np.ndarray:
+        return F.pad_clip(samples, needed=self.needed, pad=self.recipe.clip_padding_samples)[0]
 
-    def all_windows(self, samples: np.ndarray, step: int) -> np.ndarray:
-        feats = self.fe.transform(samples)
-        n = len(feats) - self.recipe.window + 1
-        phase = int(self.rng.integers(step))
-        return F.stack_windows(feats, range(phase % max(1, n), max(0, n), step), self.recipe.window)
+    def classify_windows(self, features: np.ndarray) -> np.ndarray:
+        """The windows :meth:`device.model.Model.clip_scores` would score, from :meth:`classify_padded`'s features."""
+        n = len(features) - self.recipe.window + 1
+        starts = [s for s in range(max(0, n)) if (s + self.recipe.window) % self.recipe.stride == 0]
+        return F.stack_windows(features, starts, self.recipe.window)
+
+    def all_windows(self, features: np.ndarray, step: int) -> np.ndarray:
+        n = len(features) - self.recipe.window + 1
+        phase = int(self.phases.integers(step))
+        return F.stack_windows(features, range(phase % max(1, n), max(0, n), step), self.recipe.window)
+
+
+@dataclass(frozen=True)
+class Piece:
+    """What labelling the windows of one copy of a clip needs (its audio is gone by then)."""
+
+    event: tuple[int, int]
+    levels: np.ndarray | None  # frame_db of the audio, for textures
+    clean: bool  # the unaugmented copy, whose room around the sound gives background windows
 
 
 def _cat(parts: list[np.ndarray], window: int, fe: Frontend) -> np.ndarray:
     parts = [p for p in parts if len(p)]
     return np.concatenate(parts) if parts else np.zeros((0, window, *fe.feature_shape), np.float32)
-
-
-def _progress(items: list, desc: str, enabled: bool) -> Any:
-    return tqdm(items, desc=desc, unit="clip", leave=False, disable=not enabled, file=sys.stderr)
 
 
 def build_examples(dataset: Dataset, labels: list[str], recipe: F.Recipe, fe: Frontend,
@@ -247,22 +259,48 @@ def build_examples(dataset: Dataset, labels: list[str], recipe: F.Recipe, fe: Fr
     counts = {label: len(splits[label][0]) + len(splits[label][1]) for label in labels[1:]}
     val.noise = bg_val
     bg_step = max(1, recipe.stride)
-    for kind, label, samples, extra in _progress(jobs, "extracting features", progress):
-        if kind in ("train", "val"):
-            pos, neg = ex.clip_windows(samples, int(extra))
-            split = train if kind == "train" else val
-            split.add(pos, label)
-            split.add(neg, 0)
-        elif kind == "valclip":
-            val.groups.append((label, ex.classify_windows(samples), extra))
+    # The audio of every job is made first, in order (all the randomness of augmenting), while its
+    # features are computed on every core; each job's windows are then taken from them, in order.
+    made: list[tuple[int, Piece | None]] = []  # the job each piece of audio belongs to
+
+    def audio() -> Iterator[np.ndarray]:
+        for j, (kind, _, samples, extra) in enumerate(jobs):
+            if kind in ("train", "val", "unknown"):
+                for x, piece in ex.copies(samples, int(extra)):
+                    made.append((j, piece))
+                    yield x
+            else:
+                made.append((j, None))
+                yield ex.classify_padded(samples) if kind in ("valclip", "bgval") else samples
+
+    pieces = sum(int(extra) if kind in ("train", "val", "unknown") else 1 for kind, _, _, extra in jobs)
+    bar = tqdm(total=pieces, desc="extracting features", unit="clip", leave=False, disable=not progress,
+               file=sys.stderr)
+    features = fe.transform_many(audio(), done=bar.update)
+    bar.close()
+    of_job: dict[int, list[tuple[Piece | None, np.ndarray]]] = {}
+    for (j, piece), feats in zip(made, features):
+        of_job.setdefault(j, []).append((piece, feats))
+    for j, (kind, label, samples, extra) in enumerate(jobs):
+        if kind in ("train", "val", "unknown"):
+            windows = [ex.piece_windows(piece, feats) for piece, feats in of_job[j] if piece is not None]
+            pos = _cat([p for p, _ in windows], recipe.window, fe)
+            neg = _cat([n for _, n in windows], recipe.window, fe)
+            if kind == "unknown":
+                train.add(np.concatenate([pos, neg]), 0, UNKNOWN_WEIGHT)
+            else:
+                split = train if kind == "train" else val
+                split.add(pos, label)
+                split.add(neg, 0)
+            continue
+        feats = of_job[j][0][1]
+        if kind == "valclip":
+            val.groups.append((label, ex.classify_windows(feats), extra))
             val.clips.append((label, samples))
-        elif kind == "unknown":
-            pos, neg = ex.clip_windows(samples, int(extra))
-            train.add(np.concatenate([pos, neg]), 0, UNKNOWN_WEIGHT)
         elif kind == "bgtrain":
-            train.add(ex.all_windows(samples, bg_step), 0)
+            train.add(ex.all_windows(feats, bg_step), 0)
         elif kind == "bgval":
-            windows = ex.classify_windows(samples)
+            windows = ex.classify_windows(feats)
             val.add(windows, 0)
             val.groups.append((0, windows, extra))
     return train, val, counts
@@ -317,9 +355,11 @@ def clip_metrics(pred: np.ndarray, truth: np.ndarray, labels: list[str]) -> dict
 
 
 def group_peaks(model: Any, groups: list[tuple[int, np.ndarray, str]], n: int) -> tuple[np.ndarray, np.ndarray]:
+    from trainer import head as H
+
     peaks, truth = [], []
     for label, windows, _ in groups:
-        probs = model.predict(windows, verbose=0, batch_size=256) if len(windows) else np.zeros((1, n))
+        probs = H.scores(model, windows) if len(windows) else np.zeros((1, n))
         peaks.append(probs.max(axis=0))
         truth.append(label)
     return np.array(peaks), np.array(truth)
@@ -393,9 +433,11 @@ def load_bank(fe: Frontend, recipe: F.Recipe, rng: np.random.Generator, *, progr
 
 def mine_hard(model: Any, pool: np.ndarray, *, limit: int) -> np.ndarray:
     """The bank windows that score at least ``HARD_SCORE`` for some class, highest first."""
+    from trainer import head as H
+
     if not len(pool):
         return pool
-    top = model.predict(pool, verbose=0, batch_size=1024)[:, 1:].max(axis=1)
+    top = H.scores(model, pool)[:, 1:].max(axis=1)
     idx = np.flatnonzero(top >= HARD_SCORE)
     return pool[idx[np.argsort(-top[idx])][:limit]]
 
@@ -406,7 +448,9 @@ def stream_scores(model: Any, recipe: F.Recipe, fe: Frontend, features: np.ndarr
     starts = [s for s in range(max(0, n)) if (s + recipe.window) % max(1, recipe.stride) == 0]
     if not starts:
         return np.zeros((0, 1)), np.zeros(0)
-    scores = model.predict(F.stack_windows(features, starts, recipe.window), verbose=0, batch_size=1024)
+    from trainer import head as H
+
+    scores = H.scores(model, F.stack_windows(features, starts, recipe.window))
     times = np.array([fe.feature_end(s + recipe.window - 1) for s in starts]) / SAMPLE_RATE
     return scores, times
 
@@ -428,33 +472,39 @@ def calibrate_head(model: Any, recipe: F.Recipe, fe: Frontend, labels: list[str]
     per_label: dict[int, list[np.ndarray]] = {}
     for label, samples in val.clips:
         per_label.setdefault(label, []).append(samples)
-    for label, clips in per_label.items():
-        for k in range(max(len(clips), CALIBRATION_COPIES)):
-            samples = clips[k % len(clips)]
-            if k >= len(clips) and rng.random() < PERTURB_SHARE:
-                samples = perturb(samples, rng)
+    events: list[tuple[int, tuple[float, float]]] = []  # label and sound (s) of each positive made
+
+    def positives() -> Iterator[np.ndarray]:
+        for label, clips in per_label.items():
+            for k in range(max(len(clips), CALIBRATION_COPIES)):
+                samples = clips[k % len(clips)]
+                if k >= len(clips) and rng.random() < PERTURB_SHARE:
+                    samples = perturb(samples, rng)
+                x, offset = F.pad_clip(samples, needed=needed, pad=recipe.clip_padding_samples)
+                s, e = F.locate_event(samples)
+                if k >= len(clips) or val.noise:
+                    x = F.in_noise(rng, x, (s + offset, e + offset), val.noise)
+                events.append((label, ((s + offset) / SAMPLE_RATE, (e + offset) / SAMPLE_RATE)))
+                yield x
+
+    for features, (label, event) in zip(fe.transform_many(positives()), events):
+        scores, times = stream_scores(model, recipe, fe, features)
+        segments.append(Segment(scores=scores, times=times, target=labels[label], features=features, event=event))
+
+    def negatives() -> Iterator[np.ndarray]:
+        for clip in bank.held if bank is not None else []:
+            # As a stream would hold it: after other sound, over the held-back background.
+            try:
+                samples = clip.samples()
+            except HarkError as err:
+                log.warning("negative bank: %s; left out of calibration", err)
+                continue
             x, offset = F.pad_clip(samples, needed=needed, pad=recipe.clip_padding_samples)
-            s, e = F.locate_event(samples)
-            if k >= len(clips) or val.noise:
-                x = F.in_noise(rng, x, (s + offset, e + offset), val.noise)
-            features = fe.transform(x)
-            scores, times = stream_scores(model, recipe, fe, features)
-            segments.append(Segment(scores=scores, times=times, target=labels[label], features=features,
-                                    event=((s + offset) / SAMPLE_RATE, (e + offset) / SAMPLE_RATE)))
-    pieces = []
-    for clip in bank.held if bank is not None else []:
-        # As a stream would hold it: after other sound, over the held-back background.
-        try:
-            samples = clip.samples()
-        except HarkError as err:
-            log.warning("negative bank: %s; left out of calibration", err)
-            continue
-        x, offset = F.pad_clip(samples, needed=needed, pad=recipe.clip_padding_samples)
-        x = F.in_noise(rng, x, (offset, offset + len(samples)), val.noise)
-        pieces.append(fe.transform(x))
-    chunk = int(BACKGROUND_SEGMENT_S * SAMPLE_RATE)
-    pieces += [fe.transform(b[i:i + chunk]) for b in val.noise for i in range(0, len(b), chunk)]
-    for features in pieces:
+            yield F.in_noise(rng, x, (offset, offset + len(samples)), val.noise)
+        chunk = int(BACKGROUND_SEGMENT_S * SAMPLE_RATE)
+        yield from (b[i:i + chunk] for b in val.noise for i in range(0, len(b), chunk))
+
+    for features in fe.transform_many(negatives()):
         scores, times = stream_scores(model, recipe, fe, features)
         if len(times):
             segments.append(Segment(scores=scores, times=times, features=features))
