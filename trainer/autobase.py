@@ -9,14 +9,14 @@ ones to ``sounds``. Bases whose files cannot be fetched are skipped. No TensorFl
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from device.basemodels import fetch_base
 from device.dataset import Dataset
 from device.errors import BaseModelError
-from device.frontend import build_frontend
+from device.frontend import Frontend, build_frontend
 from trainer import features as F
 
 CANDIDATES = ("speech", "sounds")
@@ -24,18 +24,27 @@ WORD_LENGTH_S = 3.5
 MAX_CLIPS_PER_CLASS = 8  # enough to compare bases; keeps auto within seconds on 30-clip classes
 
 
-def clip_vector(fe: object, samples: np.ndarray, needed: int) -> np.ndarray:
-    """Mean feature over the located sound of a clip (plus the frontend's receptive field)."""
+def around_sound(samples: np.ndarray, needed: int) -> tuple[np.ndarray, int, int]:
+    """The located sound of a clip with half a second around it, padded to at least ``needed``
+    samples; and where the sound is in that."""
     s, e = F.locate_event(samples)
     start = max(0, s - 8000)  # only the sound and half a second around it: long clips cost seconds
     samples, s, e = samples[start:e + 8000], s - start, e - start
     offset = max(0, (needed - len(samples)) // 2 + 1)
     padded = np.concatenate([np.zeros(offset, np.float32), samples, np.zeros(offset, np.float32)])
-    feats = fe.transform(padded)  # type: ignore[attr-defined]
-    ends = np.array([fe.feature_end(i) for i in range(len(feats))])  # type: ignore[attr-defined]
-    inside = (ends >= s + offset) & (ends - fe.receptive_samples <= e + offset)  # type: ignore[attr-defined]
-    chosen = feats[inside] if inside.any() else feats
-    return chosen.reshape(len(chosen), -1).mean(axis=0)
+    return padded, s + offset, e + offset
+
+
+def clip_vectors(fe: Frontend, clips: Sequence[np.ndarray]) -> np.ndarray:
+    """Per clip, the mean feature over its located sound (plus the frontend's receptive field)."""
+    located = [around_sound(samples, F.needed_samples(fe, 1, 1)) for samples in clips]
+    vectors = []
+    for (_, s, e), feats in zip(located, fe.transform_many(padded for padded, _, _ in located)):
+        ends = F.feature_ends(fe, feats)
+        inside = (ends >= s) & (ends - fe.receptive_samples <= e)
+        chosen = feats[inside] if inside.any() else feats
+        vectors.append(chosen.reshape(len(chosen), -1).mean(axis=0))
+    return np.stack(vectors)
 
 
 def loo_accuracy(vectors: np.ndarray, labels: np.ndarray) -> float:
@@ -78,8 +87,7 @@ def choose_auto(dataset: Dataset, *, rng: np.random.Generator, say: Callable[[st
         except BaseModelError as err:
             say(f"hark: --base auto skips {base}: {err}")
             continue
-        vectors = np.stack([clip_vector(fe, c, F.needed_samples(fe, 1, 1)) for c in clips])
-        scores[base] = loo_accuracy(vectors, y)
+        scores[base] = loo_accuracy(clip_vectors(fe, clips), y)
     if not scores:
         return "none", "auto: no pretrained base available, so none"
     top = max(scores.values())
