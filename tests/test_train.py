@@ -24,6 +24,7 @@ from device.errors import BundleError
 from device.frontend import LogMelFrontend
 from device.model import Model
 from tests.fixtures.synth import write_dataset
+from trainer.train import PATIENCE, early_stopping
 
 
 def test_manifest_describes_the_bundle(tone_bundle: Path) -> None:
@@ -198,3 +199,34 @@ def test_verifier_for_calibration_leaves_out_the_held_back_clips_templates():
     assert kept.max_distance == spec.max_distance and len(built.spec.templates["up"]) == 3
     # Another array with the same values is another clip.
     assert len(built.without([np.full(100, 1, np.float32)]).templates["up"]) == 3
+
+
+def _kept_epochs(losses: list[float], warmup: int) -> tuple[int, int]:
+    """Epochs run and the epoch count whose weights are kept, early stopping fed ``losses``."""
+    from trainer import head as H
+
+    stopper = early_stopping(warmup)
+    model = H.keras.Sequential([H.keras.Input((2,)), H.layers.Dense(1)])
+    model.stop_training = False  # as fit() sets it
+    stopper.set_model(model)
+    stopper.on_train_begin()
+    run = 0
+    for epoch, loss in enumerate(losses):
+        run += 1
+        stopper.on_epoch_end(epoch, {"val_loss": loss})
+        if stopper.model.stop_training:
+            break
+    return run, stopper.best_epoch + 1
+
+
+def test_early_stopping_ignores_the_validation_loss_of_the_warm_up_epochs():
+    # Two held-back clips a class: the first epoch's loss can be the lowest by chance.
+    losses = [0.26, 0.28, 0.27, 0.37, 0.30, 0.31, 0.45]
+    assert _kept_epochs(losses, 0)[1] == 1
+    assert _kept_epochs(losses, 3)[1] == 5
+    assert _kept_epochs([0.5, 0.4, 0.3, 0.2, 0.1995], 3)[1] == 4  # not better by min_delta: the earlier
+
+
+def test_early_stopping_waits_patience_epochs_for_a_lower_loss():
+    losses = [0.5, 0.4] + [0.41] * (PATIENCE + 5)
+    assert _kept_epochs(losses, 0) == (2 + PATIENCE, 2)

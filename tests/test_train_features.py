@@ -14,7 +14,7 @@ from device.labels import BACKGROUND
 from device.model import Model
 from tests.fixtures.synth import SR, beep, noise, write_dataset
 from trainer import features as F
-from trainer.train import WARMUP_EPOCHS, build_examples, choose_thresholds, chosen_epochs, decide, warmup_epochs
+from trainer.train import WARMUP_EPOCHS, build_examples, choose_thresholds, decide, warmup_epochs
 
 
 def test_locate_event_finds_the_sound() -> None:
@@ -98,15 +98,6 @@ def test_auto_base_prefers_what_separates(tone_dataset: Path, shared_dir: Path) 
 def test_recipes_are_complete(base: str) -> None:
     recipe = F.RECIPES[base]
     assert recipe.base == base and recipe.window >= 1 and recipe.stride >= 1 and recipe.mode in ("event", "texture")
-
-
-def test_early_stopping_ignores_the_validation_loss_of_the_warm_up_epochs():
-    # Two held-back clips a class: the first epoch's loss can be the lowest by chance.
-    losses = [0.26, 0.28, 0.27, 0.37, 0.30, 0.31, 0.45]
-    assert chosen_epochs(losses, warmup=0) == 1
-    assert chosen_epochs(losses, warmup=3) == 5
-    assert chosen_epochs([0.3, 0.2], warmup=3) == 2  # stopped before the warm-up ended: the last epoch
-    assert chosen_epochs([0.5, 0.4, 0.3, 0.2, 0.2005], warmup=3) == 4  # near-equal: the earlier
 
 
 def test_the_warm_up_is_for_few_held_back_clips():

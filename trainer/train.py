@@ -115,11 +115,13 @@ def warmup_epochs(held_back: list[int], n_labels: int) -> int:
     return WARMUP_EPOCHS if fewest < WARMUP_BELOW_CLIPS else 0
 
 
-def chosen_epochs(val_losses: list[float], *, warmup: int) -> int:
-    """The epoch count whose weights early stopping kept: the lowest validation loss after
-    ``warmup`` epochs (as Keras' ``start_from_epoch``), the earlier of near-equal ones."""
-    watched = np.array(val_losses[warmup:] if len(val_losses) > warmup else val_losses[-1:])
-    return int(np.argmin(watched + 1e-3 * np.arange(len(watched)))) + 1 + len(val_losses) - len(watched)
+def early_stopping(warmup: int) -> Any:
+    """Keras' early stopping as the head is trained: the validation loss watched from epoch
+    ``warmup + 1`` on, the weights of its lowest restored (``best_epoch`` says which)."""
+    from trainer import head as H
+
+    return H.keras.callbacks.EarlyStopping(monitor="val_loss", patience=PATIENCE, min_delta=1e-3,
+                                           restore_best_weights=True, start_from_epoch=warmup)
 
 
 def stratified_split(clips: list[Clip], rng: np.random.Generator) -> tuple[list[Clip], list[Clip]]:
@@ -582,15 +584,13 @@ def train(dataset_path: str | Path, output: str | Path, options: TrainOptions = 
 
     model = H.build_head(base, window=recipe.window, feature_shape=fe.feature_shape, n_outputs=n,
                          norm_mean=mean, norm_var=var)
-    warmup = warmup_epochs([label for label, _ in val_split.clips], n)
-    stopper = H.keras.callbacks.EarlyStopping(monitor="val_loss", patience=PATIENCE, min_delta=1e-3,
-                                                restore_best_weights=True, start_from_epoch=warmup)
+    stopper = early_stopping(warmup_epochs([label for label, _ in val_split.clips], n))
     bar = _EpochBar(MAX_EPOCHS, "training head", options.progress)
     history = model.fit(x_train, y_train, sample_weight=class_weights(y_train, n, w_train), batch_size=BATCH,
                         epochs=MAX_EPOCHS, validation_data=(x_val, y_val, class_weights(y_val, n)),
                         callbacks=[stopper, bar.callback], verbose=0, shuffle=True)
     bar.close()
-    best_epochs = chosen_epochs(history.history["val_loss"], warmup=warmup)
+    best_epochs = stopper.best_epoch + 1  # how many epochs the restored weights were trained for
     peaks, truth = group_peaks(model, val_split.groups, n)
     thresholds = choose_thresholds(peaks, truth, labels)
     pred = decide(peaks, labels, thresholds)
