@@ -177,9 +177,9 @@ class Extractor:
         p, n = F.label_windows(self.recipe, self.fe, features, piece.event, levels=piece.levels)
         w = self.recipe.window
         pos = F.stack_windows(features, self.thin(p), w)
-        neg = F.stack_windows(features, self.thin(n), w) if piece.clean else np.zeros((0, w, *self.fe.feature_shape),
-                                                                                       np.float32)
-        return pos, neg
+        if not piece.clean:
+            return pos, np.zeros((0, w, *self.fe.feature_shape), np.float32)
+        return pos, F.stack_windows(features, self.thin(n), w)
 
     def positive_span(self, length: int, event: tuple[int, int]) -> tuple[int, int]:
         """The part of a copy its positive windows come from (all of it for textures).
@@ -193,6 +193,7 @@ class Extractor:
         return max(0, event[1] - self.needed - tail), min(length, event[1] + tail)
 
     def classify_padded(self, samples: np.ndarray) -> np.ndarray:
+        """The clip padded as :meth:`device.model.Model.clip_scores` pads it."""
         return F.pad_clip(samples, needed=self.needed, pad=self.recipe.clip_padding_samples)[0]
 
     def classify_windows(self, features: np.ndarray) -> np.ndarray:
@@ -285,7 +286,7 @@ def build_examples(dataset: Dataset, labels: list[str], recipe: F.Recipe, fe: Fr
         of_job.setdefault(j, []).append((piece, feats))
     for j, (kind, label, samples, extra) in enumerate(jobs):
         if kind in ("train", "val", "unknown"):
-            windows = [ex.piece_windows(piece, feats) for piece, feats in of_job[j] if piece is not None]
+            windows = [ex.piece_windows(piece, feats) for piece, feats in of_job[j] if piece]
             pos = _cat([p for p, _ in windows], recipe.window, fe)
             neg = _cat([n for _, n in windows], recipe.window, fe)
             if kind == "unknown":
