@@ -58,7 +58,7 @@ def soundalike_windows(fe: Frontend, recipe: F.Recipe, templates_of: Mapping[str
     """
     windows: list[np.ndarray] = []
     distances: list[float] = []
-    noisy: list[tuple[int, int, int, int]] = []  # where its windows go; start, first and last sample
+    noisy: list[tuple[int, int, int, int, int]] = []  # where its windows go, bank clip; start, first, last sample
     lead = F.needed_samples(fe, recipe.window, recipe.stride)
     span = F.span_samples(fe, recipe.window)
     stretches = []
@@ -72,22 +72,20 @@ def soundalike_windows(fe: Frontend, recipe: F.Recipe, templates_of: Mapping[str
         last = min(end + AFTER, len(features) - 1)
         ends = range(max(end, recipe.window - 1), last + 1)
         windows.append(F.stack_windows(features, [e - recipe.window + 1 for e in ends], recipe.window))
+        first_sample, last_sample = fe.feature_end(end), fe.feature_end(last)
+        start = max(0, first_sample - span - lead)
         for _ in range(copies if noises else 0):
-            noisy.append((len(windows), index, end, last))
+            noisy.append((len(windows), index, start, first_sample, last_sample))
             windows.append(windows[-1][:0])  # the copy's windows, once its features are computed
 
     def noisy_copies() -> Iterator[np.ndarray]:
         # The stretch's audio as the features heard it (after the bank's lead-in), over the background.
-        for _, index, end, last in noisy:
+        for _, index, start, first_sample, last_sample in noisy:
             padded = pad_clip(bank[index].samples(), needed=lead, pad=0)[0]
-            first_sample, last_sample = fe.feature_end(end), fe.feature_end(last)
-            start = max(0, first_sample - span - lead)
             event = (max(0, first_sample - start - int(EVENT_S * SAMPLE_RATE)), first_sample - start)
             yield F.in_noise(rng, padded[start:last_sample + 1], event, noises)
 
-    for (slot, _, end, last), features in zip(noisy, fe.transform_many(noisy_copies())):
-        first_sample, last_sample = fe.feature_end(end), fe.feature_end(last)
-        start = max(0, first_sample - span - lead)
+    for (slot, _, start, first_sample, last_sample), features in zip(noisy, fe.transform_many(noisy_copies())):
         noisy_ends = F.feature_ends(fe, features) + start
         keep = [k for k in range(recipe.window - 1, len(features)) if first_sample <= noisy_ends[k] <= last_sample]
         windows[slot] = F.stack_windows(features, [k - recipe.window + 1 for k in keep], recipe.window)

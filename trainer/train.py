@@ -222,6 +222,9 @@ def _cat(parts: list[np.ndarray], window: int, fe: Frontend) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros((0, window, *fe.feature_shape), np.float32)
 
 
+AUGMENTED = ("train", "val", "unknown")  # the kinds of example job whose clip is copied and augmented
+
+
 def build_examples(dataset: Dataset, labels: list[str], recipe: F.Recipe, fe: Frontend,
                    rng: np.random.Generator, progress: bool) -> tuple[Split, Split, dict[str, int]]:
     """Training and validation windows, and the validation clips as classify would see them."""
@@ -268,7 +271,7 @@ def build_examples(dataset: Dataset, labels: list[str], recipe: F.Recipe, fe: Fr
 
     def audio() -> Iterator[np.ndarray]:
         for j, (kind, _, samples, extra) in enumerate(jobs):
-            if kind in ("train", "val", "unknown"):
+            if kind in AUGMENTED:
                 for x, piece in ex.copies(samples, int(extra)):
                     made.append((j, piece))
                     yield x
@@ -276,7 +279,7 @@ def build_examples(dataset: Dataset, labels: list[str], recipe: F.Recipe, fe: Fr
                 made.append((j, None))
                 yield ex.classify_padded(samples) if kind in ("valclip", "bgval") else samples
 
-    pieces = sum(int(extra) if kind in ("train", "val", "unknown") else 1 for kind, _, _, extra in jobs)
+    pieces = sum(int(extra) if kind in AUGMENTED else 1 for kind, _, _, extra in jobs)
     bar = tqdm(total=pieces, desc="extracting features", unit="clip", leave=False, disable=not progress,
                file=sys.stderr)
     features = fe.transform_many(audio(), done=bar.update)
@@ -285,7 +288,7 @@ def build_examples(dataset: Dataset, labels: list[str], recipe: F.Recipe, fe: Fr
     for (j, piece), feats in zip(made, features):
         of_job.setdefault(j, []).append((piece, feats))
     for j, (kind, label, samples, extra) in enumerate(jobs):
-        if kind in ("train", "val", "unknown"):
+        if kind in AUGMENTED:
             windows = [ex.piece_windows(piece, feats) for piece, feats in of_job[j] if piece]
             pos = _cat([p for p, _ in windows], recipe.window, fe)
             neg = _cat([n for _, n in windows], recipe.window, fe)
