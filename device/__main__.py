@@ -1,7 +1,7 @@
-"""``python -m device`` runs the ``hark`` command."""
+"""``python -m hark`` runs the ``hark`` command."""
 
 import sys
 
-from device.cli import main
+from hark.cli import main
 
 sys.exit(main())

@@ -5,7 +5,7 @@ except perhaps the last), context managers, and have :meth:`close`. Whatever the
 device's own rate and channel count, what comes out is 16 kHz mono: channels are averaged and
 other rates go through :class:`StreamResampler`, a polyphase filter that carries its state
 from block to block, so a stream resampled in pieces equals the whole thing resampled at once
-(the same filter as ``scipy.signal.resample_poly``, which :func:`device.audiofile.read_audio`
+(the same filter as ``scipy.signal.resample_poly``, which :func:`hark.audiofile.read_audio`
 uses). It is plain numpy: the daemon never loads scipy, which alone costs about 60 MB.
 
 The microphone is captured at the device's own default rate, because USB microphones often
@@ -32,9 +32,9 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from device.errors import AudioError, HarkError
+from hark.errors import AudioError, HarkError
 
-SAMPLE_RATE = 16000  # the same as device.audiofile.SAMPLE_RATE, without importing scipy through it
+SAMPLE_RATE = 16000  # the same as hark.audiofile.SAMPLE_RATE, without importing scipy through it
 CHUNK_SAMPLES = 1280  # 80 ms: one speech-embedding hop, and openWakeWord's chunk
 FILE_BLOCK_FRAMES = 65536  # frames read from a file at a time: a few hundred kB whatever the file's length
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from device.errors import BaseModelError
+from hark.errors import BaseModelError
 
 OPENWAKEWORD_LICENCE = (
     "openWakeWord's code is Apache-2.0; its released models, this file among them, are CC BY-NC-SA 4.0: "

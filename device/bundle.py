@@ -6,11 +6,11 @@ A bundle is a folder::
       manifest.json     format version, frontend, head, labels, thresholds, hashes, metrics
       head.tflite       the trained head
       base/*.tflite     the pretrained base files the frontend needs (none for --base none)
-      verifier.npz      templates of the user's clips for the second opinion (:mod:`device.verifier`), optional
+      verifier.npz      templates of the user's clips for the second opinion (:mod:`hark.verifier`), optional
 
 Every file the device reads is listed in the manifest with its sha256, and checked on load:
 a missing, truncated or altered file, or a manifest of another format version, is one
-:class:`~device.errors.BundleError` line naming the file and the problem. The device reads
+:class:`~hark.errors.BundleError` line naming the file and the problem. The device reads
 nothing else, so a bundle copied to the Pi with ``scp -r`` runs as it was trained.
 """
 
@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from device.basemodels import sha256_of
-from device.errors import BundleError
-from device.labels import BACKGROUND, is_valid_label
+from hark.basemodels import sha256_of
+from hark.errors import BundleError
+from hark.labels import BACKGROUND, is_valid_label
 
 FORMAT = "hark-model"
 FORMAT_VERSION = 1

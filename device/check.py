@@ -13,8 +13,8 @@ import argparse
 import os
 from pathlib import Path
 
-from device.config import Config, load_config
-from device.errors import HarkError
+from hark.config import Config, load_config
+from hark.errors import HarkError
 
 
 def _ok(what: str, detail: str) -> None:
@@ -24,7 +24,7 @@ def _ok(what: str, detail: str) -> None:
 def _pins(config: Config, classes: list[str]) -> str:
     from gpiozero import Device
 
-    from device.gpio import open_gpio, use_mock_factory
+    from hark.gpio import open_gpio, use_mock_factory
 
     gpio_cfg = config.gpio
     if not gpio_cfg.enabled:
@@ -84,7 +84,7 @@ def run_checks(config_path: str | Path) -> Config:
     """Run every check, printing a line each; raises :class:`HarkError` on the first problem."""
     config = load_config(config_path)
     _ok("config", str(config_path))
-    from device.model import Model
+    from hark.model import Model
 
     model = Model.load(config.model)
     classes = model.bundle.classes
@@ -96,7 +96,7 @@ def run_checks(config_path: str | Path) -> Config:
     _ok("pins", _pins(config, classes))
     _ok("mqtt", _mqtt(config))
     if config.audio.device is not None:
-        from device.audio import find_input_device
+        from hark.audio import find_input_device
 
         try:
             index = find_input_device(config.audio.device)

@@ -1,6 +1,6 @@
 """``hark classify``: label audio files with a model bundle.
 
-Each clip is scored the way the trainer validated it (:meth:`device.model.Model.classify`): the
+Each clip is scored the way the trainer validated it (:meth:`hark.model.Model.classify`): the
 class scoring highest over the clip's windows, ``background`` when none reaches its threshold.
 A file that cannot be read is reported on stderr and skipped; the others are still labelled.
 """
@@ -12,9 +12,9 @@ import json
 import sys
 from pathlib import Path
 
-from device.audiofile import find_audio, read_audio
-from device.errors import AudioError, HarkError
-from device.model import ClipResult, Model
+from hark.audiofile import find_audio, read_audio
+from hark.errors import AudioError, HarkError
+from hark.model import ClipResult, Model
 
 
 def classify_paths(model: Model, paths: list[str]) -> list[tuple[Path, ClipResult | None, str | None]]:

@@ -2,40 +2,97 @@
 
 Subcommand modules are imported only when their command runs, so ``hark run`` on the Pi never
 imports the trainer (or TensorFlow), and a trainer command on a machine without the
-``trainer`` extra says how to install it instead of failing with a traceback.
+``trainer`` extra says in one line how to install it instead of failing with a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
-from device import __version__
-from device.errors import HarkError
+from hark import __version__
+from hark.errors import HarkError
 
 TRAINER_MODULES = {"tensorflow", "keras", "matplotlib"}
 
 
-def _handler(target: str) -> Callable[[argparse.Namespace], int | None]:
-    """A lazy reference ``"module:function"`` resolved when the command runs."""
+def _trainer_missing(command: str, err: ModuleNotFoundError) -> HarkError:
+    """The one line a trainer command prints on a device install (no TensorFlow there)."""
+    return HarkError(
+        f"'hark {command}' needs the trainer ({err.name} is missing): pip install 'hark[trainer]' on a desktop"
+    )
 
-    def run(args: argparse.Namespace) -> int | None:
-        module_name, function_name = target.split(":")
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as err:
-            if module_name.startswith("trainer") and (err.name or "").split(".")[0] in TRAINER_MODULES:
-                raise HarkError(
-                    f"'hark {args.command}' needs the trainer extra ({err.name} is missing): "
-                    "pip install 'hark[trainer]' on a desktop"
-                ) from None
-            raise
-        return getattr(module, function_name)(args)
 
-    return run
+def _run_train(args: argparse.Namespace) -> int | None:
+    try:
+        from hark.trainer import train
+    except ModuleNotFoundError as err:
+        if (err.name or "").split(".")[0] in TRAINER_MODULES:
+            raise _trainer_missing(args.command, err) from None
+        raise
+    return train.main(args)
+
+
+def _run_evaluate(args: argparse.Namespace) -> int | None:
+    try:
+        from hark.trainer import evaluate
+    except ModuleNotFoundError as err:
+        if (err.name or "").split(".")[0] in TRAINER_MODULES:
+            raise _trainer_missing(args.command, err) from None
+        raise
+    return evaluate.main(args)
+
+
+# Device commands import their module only when they run, so `hark check` does not load PyAudio
+# and `hark run` does not load the dataset tools.
+def _run_classify(args: argparse.Namespace) -> int | None:
+    from hark import classify
+
+    return classify.main(args)
+
+
+def _run_detect(args: argparse.Namespace) -> int | None:
+    from hark import detect
+
+    return detect.main(args)
+
+
+def _run_listen(args: argparse.Namespace) -> int | None:
+    from hark import listen
+
+    return listen.main(args)
+
+
+def _run_devices(args: argparse.Namespace) -> int | None:
+    from hark import audio
+
+    return audio.devices_main(args)
+
+
+def _run_daemon(args: argparse.Namespace) -> int | None:
+    from hark import daemon
+
+    return daemon.main(args)
+
+
+def _run_check(args: argparse.Namespace) -> int | None:
+    from hark import check
+
+    return check.main(args)
+
+
+def _run_record(args: argparse.Namespace) -> int | None:
+    from hark import record
+
+    return record.main(args)
+
+
+def _run_dataset_check(args: argparse.Namespace) -> int | None:
+    from hark import dataset
+
+    return dataset.check_main(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,43 +115,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-verifier", action="store_true",
                    help="no second opinion from the clips' templates before each detection")
     p.add_argument("--no-report", action="store_true", help="skip report.html")
-    p.set_defaults(run=_handler("trainer.train:main"))
+    p.set_defaults(run=_run_train)
 
     p = sub.add_parser("evaluate", help="accuracy of a model on a labelled dataset")
     p.add_argument("-m", "--model", required=True, metavar="MODEL")
     p.add_argument("dataset", metavar="DATASET")
     p.add_argument("--json", action="store_true", help="print one JSON document")
-    p.set_defaults(run=_handler("trainer.evaluate:main"))
+    p.set_defaults(run=_run_evaluate)
 
     p = sub.add_parser("classify", help="label audio files with a model")
     p.add_argument("-m", "--model", required=True, metavar="MODEL")
     p.add_argument("paths", nargs="+", metavar="PATH", help="files or folders (searched recursively)")
     p.add_argument("--json", action="store_true", help="one JSON line per clip")
-    p.set_defaults(run=_handler("device.classify:main"))
+    p.set_defaults(run=_run_classify)
 
     p = sub.add_parser("detect", help="run the streaming detector over an audio file")
     p.add_argument("-m", "--model", required=True, metavar="MODEL")
     p.add_argument("audio", metavar="AUDIO_FILE")
     p.add_argument("--json", action="store_true", help="one JSON line per detection")
-    p.set_defaults(run=_handler("device.detect:main"))
+    p.set_defaults(run=_run_detect)
 
     p = sub.add_parser("listen", help="live per-class scores from the microphone")
     p.add_argument("-m", "--model", required=True, metavar="MODEL")
     p.add_argument("--device", metavar="NAME", help="input device: name substring or index")
-    p.set_defaults(run=_handler("device.listen:main"))
+    p.set_defaults(run=_run_listen)
 
     p = sub.add_parser("devices", help="list audio input devices")
-    p.set_defaults(run=_handler("device.audio:devices_main"))
+    p.set_defaults(run=_run_devices)
 
     p = sub.add_parser("run", help="the daemon: detect and act (GPIO, MQTT)")
     p.add_argument("-c", "--config", required=True, metavar="CONFIG")
     p.add_argument("--input", metavar="AUDIO_FILE", help="read this file instead of the microphone")
     p.add_argument("--realtime", action="store_true", help="pace --input like a microphone")
-    p.set_defaults(run=_handler("device.daemon:main"))
+    p.set_defaults(run=_run_daemon)
 
     p = sub.add_parser("check", help="validate a config, its model and pins without starting")
     p.add_argument("-c", "--config", required=True, metavar="CONFIG")
-    p.set_defaults(run=_handler("device.check:main"))
+    p.set_defaults(run=_run_check)
 
     p = sub.add_parser("record", help="record clips of a label from the microphone")
     p.add_argument("label", nargs="?", metavar="LABEL")
@@ -103,13 +160,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--count", type=int, default=1, metavar="N")
     p.add_argument("--background", action="store_true", help="record background noise")
     p.add_argument("--device", metavar="NAME", help="input device: name substring or index")
-    p.set_defaults(run=_handler("device.record:main"))
+    p.set_defaults(run=_run_record)
 
     p = sub.add_parser("dataset", help="inspect a dataset folder")
     dataset_sub = p.add_subparsers(dest="dataset_command", metavar="ACTION", required=True)
     q = dataset_sub.add_parser("check", help="clips, durations and problems per class")
     q.add_argument("dataset", metavar="DATASET")
-    q.set_defaults(run=_handler("device.dataset:check_main"))
+    q.set_defaults(run=_run_dataset_check)
     return parser
 
 

@@ -23,8 +23,8 @@ from typing import Any, Literal, Union
 
 import yaml
 
-from device.errors import HarkError
-from device.labels import BACKGROUND, is_valid_label
+from hark.errors import HarkError
+from hark.labels import BACKGROUND, is_valid_label
 
 Pin = Union[int, str]  # noqa: UP007 - the builder below inspects this alias at runtime
 PIN_PATTERN = re.compile(r"(GPIO|BCM|BOARD|WPI|J8:|P1:)?[0-9]{1,3}", re.IGNORECASE)

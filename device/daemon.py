@@ -27,9 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from device.config import Config, load_config
-from device.errors import HarkError
-from device.sdnotify import Notifier
+from hark.config import Config, load_config
+from hark.errors import HarkError
+from hark.sdnotify import Notifier
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +40,8 @@ class Daemon:
     """The parts of ``hark run`` wired together; :meth:`run` is the loop."""
 
     def __init__(self, config: Config, *, input_path: str | Path | None = None, realtime: bool = False) -> None:
-        from device.model import Model
-        from device.pipeline import Pipeline
+        from hark.model import Model
+        from hark.pipeline import Pipeline
 
         self.config = config
         self.input_path = Path(input_path) if input_path is not None else None
@@ -76,8 +76,8 @@ class Daemon:
     # ------------------------------------------------------------ building the sinks
 
     def _open_sinks(self) -> None:
-        from device.gpio import open_gpio
-        from device.recorder import Recorder
+        from hark.gpio import open_gpio
+        from hark.recorder import Recorder
 
         rec = self.config.recording
         dataset = rec.dataset or self.state_dir / "dataset"
@@ -90,7 +90,7 @@ class Daemon:
         )
         self.gpio = open_gpio(self.config, classes=self.classes, on_button=self._on_button)
         if self.config.mqtt is not None:
-            from device.mqtt import MqttPublisher
+            from hark.mqtt import MqttPublisher
 
             self.mqtt = MqttPublisher(
                 self.config.mqtt, state_dir=self.state_dir, model_name=self.model_name, labels=self.model.labels,
@@ -100,7 +100,7 @@ class Daemon:
             self.mqtt.start()
 
     def _open_source(self) -> Iterable[np.ndarray]:
-        from device.audio import FileSource, MicSource
+        from hark.audio import FileSource, MicSource
 
         if self.input_path is not None:
             self.source = FileSource(self.input_path, realtime=self.realtime)

@@ -6,7 +6,7 @@ Layout::
     DATASET/_background_noise_/*        long recordings of the room: the never-reported background class
     DATASET/_unknown_/*                 optional: sounds that must not be detected
 
-Labels follow :mod:`device.labels`; a bad folder name is an error naming the folder. A file
+Labels follow :mod:`hark.labels`; a bad folder name is an error naming the folder. A file
 that cannot be read (corrupt, empty, not audio) is skipped with a warning naming it, so one bad
 file never costs the rest. No TensorFlow here: the check runs on the Pi too.
 """
@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from device.audiofile import SAMPLE_RATE, is_audio_path, read_audio
-from device.errors import AudioError, HarkError
-from device.labels import BACKGROUND_DIR, UNKNOWN_DIR, check_label
+from hark.audiofile import SAMPLE_RATE, is_audio_path, read_audio
+from hark.errors import AudioError, HarkError
+from hark.labels import BACKGROUND_DIR, UNKNOWN_DIR, check_label
 
 MIN_CLIPS = 8
 MIN_BACKGROUND_S = 20.0

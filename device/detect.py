@@ -1,7 +1,7 @@
 """``hark detect``: the streaming pipeline over an audio file, as fast as it runs.
 
-The file goes through exactly what the daemon runs on the microphone (:class:`~device.audio.FileSource`
-in 80 ms chunks, then :class:`~device.pipeline.Pipeline`), so its detections are the ones
+The file goes through exactly what the daemon runs on the microphone (:class:`~hark.audio.FileSource`
+in 80 ms chunks, then :class:`~hark.pipeline.Pipeline`), so its detections are the ones
 ``hark run --input`` finds on the same file. With ``--json`` each detection is one line
 ``{"label": ..., "score": ..., "time_s": ...}`` (stream time when it fired); otherwise a
 readable line each.
@@ -15,10 +15,10 @@ import sys
 
 from tqdm import tqdm
 
-from device.audio import SAMPLE_RATE, FileSource
-from device.detector import Detection
-from device.model import Model
-from device.pipeline import Pipeline
+from hark.audio import SAMPLE_RATE, FileSource
+from hark.detector import Detection
+from hark.model import Model
+from hark.pipeline import Pipeline
 
 
 def detect_file(model: Model, path: str, **pipeline_options: object) -> list[Detection]:

@@ -24,7 +24,7 @@ silence is not evidence of "alexa"; without the hold such windows fired a second
 second after the first. Two different sounds closer together than that give one detection.
 
 A second opinion: a detector given ``confirm`` (the pipeline passes
-:meth:`device.verifier.Verifier.confirm` when the bundle has templates) asks it before firing,
+:meth:`hark.verifier.Verifier.confirm` when the bundle has templates) asks it before firing,
 candidates in order of margin, and fires the first it confirms. When it confirms none, nothing
 fires; the candidates re-arm once their scores fall below threshold, as after a detection, so one
 rejected sound is judged once, and the other classes are held off as after a detection: the tail
@@ -45,8 +45,8 @@ from typing import Any
 
 import numpy as np
 
-from device.errors import HarkError
-from device.labels import BACKGROUND
+from hark.errors import HarkError
+from hark.labels import BACKGROUND
 
 DEFAULT_THRESHOLD = 0.5
 DEFAULT_SMOOTHING = 1

@@ -28,9 +28,9 @@ from typing import Any
 
 import numpy as np
 
-from device.audiofile import SAMPLE_RATE
-from device.errors import BundleError
-from device.runtime import load_interpreter
+from hark.audiofile import SAMPLE_RATE
+from hark.errors import BundleError
+from hark.runtime import load_interpreter
 
 
 class Frontend(ABC):

@@ -26,9 +26,9 @@ import warnings
 from collections.abc import Callable
 from typing import Any, Literal
 
-from device.config import BuzzerStep, Config, GpioConfig
-from device.errors import HarkError
-from device.labels import BACKGROUND
+from hark.config import BuzzerStep, Config, GpioConfig
+from hark.errors import HarkError
+from hark.labels import BACKGROUND
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ def use_mock_factory() -> Any:
 
 
 class Gpio:
-    """The LEDs, buzzer, status LED and buttons of a :class:`~device.config.GpioConfig`.
+    """The LEDs, buzzer, status LED and buttons of a :class:`~hark.config.GpioConfig`.
 
     ``classes``: the model's classes in order (for default beep patterns). ``on_button(label)``
     is called from gpiozero's thread when a button asks for a clip (``None``: background).

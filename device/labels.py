@@ -7,7 +7,7 @@ leading dot or underscore (``_background_noise_`` and ``_unknown_`` are reserved
 
 import re
 
-from device.errors import HarkError
+from hark.errors import HarkError
 
 LABEL_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]*")
 MAX_LABEL_LENGTH = 64

@@ -15,11 +15,11 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import TextIO
 
-from device.audio import MicSource
-from device.detect import format_detection
-from device.detector import Detection
-from device.model import Model
-from device.pipeline import Pipeline
+from hark.audio import MicSource
+from hark.detect import format_detection
+from hark.detector import Detection
+from hark.model import Model
+from hark.pipeline import Pipeline
 
 BAR_WIDTH = 40
 REDRAW_S = 0.1

@@ -15,12 +15,12 @@ from typing import Any
 
 import numpy as np
 
-from device.bundle import MANIFEST, Bundle, load_bundle
-from device.errors import BundleError
-from device.frontend import Frontend, build_frontend
-from device.labels import BACKGROUND
-from device.runtime import load_interpreter
-from device.verifier import VerifierSpec
+from hark.bundle import MANIFEST, Bundle, load_bundle
+from hark.errors import BundleError
+from hark.frontend import Frontend, build_frontend
+from hark.labels import BACKGROUND
+from hark.runtime import load_interpreter
+from hark.verifier import VerifierSpec
 
 
 def needed_samples(frontend: Frontend, window: int, stride: int) -> int:
@@ -81,7 +81,7 @@ class Model:
         self.verifier_spec = self._verifier_spec()
 
     def _verifier_spec(self) -> VerifierSpec | None:
-        """The templates of the second opinion (:mod:`device.verifier`), if the bundle has them."""
+        """The templates of the second opinion (:mod:`hark.verifier`), if the bundle has them."""
         section = self.manifest.get("verifier")
         if section is None:
             return None

@@ -42,11 +42,11 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from device import __version__
-from device.config import MqttConfig
-from device.errors import HarkError
-from device.labels import BACKGROUND
-from device.recorder import ClipRequest, parse_record_payload
+from hark import __version__
+from hark.config import MqttConfig
+from hark.errors import HarkError
+from hark.labels import BACKGROUND
+from hark.recorder import ClipRequest, parse_record_payload
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ class _ReconnectNoise(logging.Filter):
         return True
 
 
-_paho_log = logging.getLogger("device.mqtt.paho")
+_paho_log = logging.getLogger("hark.mqtt.paho")
 _paho_log.addFilter(_ReconnectNoise())
 
 ORIGIN = {"name": "hark", "sw_version": __version__}
@@ -134,7 +134,7 @@ def parse_mute(payload: bytes) -> bool:
 
 def parse_record(payload: bytes, *, max_seconds: float) -> ClipRequest:
     """A ``record/set`` payload checked as every clip request from outside is
-    (:func:`device.recorder.parse_record_payload`), and no longer than ``max_seconds``.
+    (:func:`hark.recorder.parse_record_payload`), and no longer than ``max_seconds``.
 
     ``seconds`` left out stays ``None``: the recorder then uses the configured clip length, or
     the background length for ``"background"``.

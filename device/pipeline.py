@@ -1,6 +1,6 @@
 """The streaming pipeline: 16 kHz chunks in, detections out, each sample transformed once.
 
-Chunks of any size go through the model's frontend (:meth:`~device.frontend.Frontend.push`),
+Chunks of any size go through the model's frontend (:meth:`~hark.frontend.Frontend.push`),
 which keeps its own overlap; every ``model.stride`` new features the head is run on the last
 ``model.window`` features, and the detector turns its scores into detections. The chunk size
 changes nothing: the same audio gives the same detections whether it comes 1 or 7000 samples
@@ -27,9 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from device.detector import Detection, Detector, DetectorSettings
-from device.model import Model
-from device.verifier import Verifier
+from hark.detector import Detection, Detector, DetectorSettings
+from hark.model import Model
+from hark.verifier import Verifier
 
 SAMPLE_RATE = 16000
 GATE_LEVEL = 10 ** (-70 / 20)  # -70 dBFS peak
@@ -39,9 +39,9 @@ class Pipeline:
     """Frontend, head and detector over one stream; feed it with :meth:`process`, end it with :meth:`flush`.
 
     ``thresholds``, ``refractory_s`` and ``smoothing`` override the manifest's (a number for
-    every class or a mapping per class), ``decision_s`` its decision period (see :mod:`device.detector`).
+    every class or a mapping per class), ``decision_s`` its decision period (see :mod:`hark.detector`).
     ``energy_gate`` is ``True`` (the -70 dBFS gate above),
-    ``False``, or a peak level in dBFS. ``verify`` asks the bundle's verifier (:mod:`device.verifier`)
+    ``False``, or a peak level in dBFS. ``verify`` asks the bundle's verifier (:mod:`hark.verifier`)
     for a second opinion before each detection, when the bundle has one.
     """
 

@@ -4,7 +4,7 @@ Each clip is preceded by a countdown (3 s before the first, 1 s between clips) d
 the level meter already runs, so the user sees the microphone works before it counts. Clips
 are saved exactly as recorded (nothing trimmed, 16 kHz mono 16-bit WAV) as
 ``DATASET/<label>/<timestamp>.wav`` or ``DATASET/_background_noise_/<timestamp>.wav``, written
-atomically (:mod:`device.clipfile`). The countdown runs on the audio clock: the microphone is
+atomically (:mod:`hark.clipfile`). The countdown runs on the audio clock: the microphone is
 read all the time, so it never overflows while the user gets ready.
 """
 
@@ -19,11 +19,11 @@ from typing import TextIO
 
 import numpy as np
 
-from device.audiofile import SAMPLE_RATE
-from device.clipfile import save_clip
-from device.errors import HarkError
-from device.labels import BACKGROUND, BACKGROUND_DIR, check_label
-from device.recorder import check_seconds
+from hark.audiofile import SAMPLE_RATE
+from hark.clipfile import save_clip
+from hark.errors import HarkError
+from hark.labels import BACKGROUND, BACKGROUND_DIR, check_label
+from hark.recorder import check_seconds
 
 CLIP_SECONDS = 1.0
 BACKGROUND_SECONDS = 20.0
@@ -202,7 +202,7 @@ def main(args: argparse.Namespace) -> int:
         raise HarkError(f"--count: {args.count} is out of range (1 to {MAX_COUNT})")
     prepare_folder(folder)
 
-    from device.audio import MicSource  # PyAudio only when the microphone is really used
+    from hark.audio import MicSource  # PyAudio only when the microphone is really used
 
     what = "background" if background else repr(args.label)
     meter = Meter(what=what, count=args.count)

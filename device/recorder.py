@@ -14,7 +14,7 @@ recorder keeps the last few seconds in a numpy ring buffer, and
   false detections into ``_unknown_`` and retrain.
 
 Files are written by one background thread (an SD card can stall for a second on fsync and the
-audio loop must not), atomically (:mod:`device.clipfile`). Nothing here raises into the daemon:
+audio loop must not), atomically (:mod:`hark.clipfile`). Nothing here raises into the daemon:
 a bad label, a full disk or a read-only folder is one logged line, and detection goes on.
 """
 
@@ -35,11 +35,11 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from device import __version__
-from device.audiofile import SAMPLE_RATE
-from device.clipfile import free_path, save_clip, timestamp, write_json, write_wav
-from device.errors import HarkError
-from device.labels import BACKGROUND, BACKGROUND_DIR, check_label, is_valid_label
+from hark import __version__
+from hark.audiofile import SAMPLE_RATE
+from hark.clipfile import free_path, save_clip, timestamp, write_json, write_wav
+from hark.errors import HarkError
+from hark.labels import BACKGROUND, BACKGROUND_DIR, check_label, is_valid_label
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ MAX_PAYLOAD_BYTES = 1024
 
 
 class DetectionLike(Protocol):
-    """What :meth:`Recorder.capture` reads from a detection (``device.detector.Detection``)."""
+    """What :meth:`Recorder.capture` reads from a detection (``hark.detector.Detection``)."""
 
     label: str
     score: float

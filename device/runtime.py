@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from device.errors import HarkError
+from hark.errors import HarkError
 
 _RUNTIMES = ("tflite_runtime.interpreter", "ai_edge_litert.interpreter", "tensorflow.lite")
 runtime_name: str | None = None

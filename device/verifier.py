@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from device.errors import BundleError
+from hark.errors import BundleError
 
 VERIFIER_FILE = "verifier.npz"
 METHOD = "subsequence-dtw-cosine"
@@ -140,7 +140,7 @@ class VerifierSpec:
 
     @classmethod
     def load(cls, path: Path, section: Mapping[str, Any], classes: Sequence[str]) -> VerifierSpec:
-        """The spec of a bundle's ``verifier`` manifest section (a mapping: :class:`device.model.Model`
+        """The spec of a bundle's ``verifier`` manifest section (a mapping: :class:`hark.model.Model`
         checks that) and its hash-checked file."""
         where = f"{path}: manifest verifier"
         if section.get("method") != METHOD:

@@ -35,7 +35,7 @@ import soundfile as sf
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from device.audiofile import resample  # noqa: E402
+from hark.audiofile import resample  # noqa: E402
 
 SR = 16000
 WORDS = ("lights", "music")
@@ -178,7 +178,7 @@ def main() -> int:
     if shutil.which("espeak-ng") is None:
         sys.exit("make_demo: espeak-ng is not installed (Debian: apt-get install espeak-ng)")
     args.out.mkdir(parents=True, exist_ok=True)
-    hark = [sys.executable, "-m", "device"]
+    hark = [sys.executable, "-m", "hark"]
 
     if not args.skip_train:
         print(f"make_demo: speaking {args.per_class} clips of each of {', '.join(WORDS)} into {args.data}", flush=True)

@@ -13,11 +13,11 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from device.basemodels import fetch_base
-from device.dataset import Dataset
-from device.errors import BaseModelError
-from device.frontend import Frontend, build_frontend
-from trainer import features as F
+from hark.basemodels import fetch_base
+from hark.dataset import Dataset
+from hark.errors import BaseModelError
+from hark.frontend import Frontend, build_frontend
+from hark.trainer import features as F
 
 CANDIDATES = ("speech", "sounds")
 WORD_LENGTH_S = 3.5

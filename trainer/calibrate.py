@@ -4,7 +4,7 @@ What a user can live with is stated in false alarms per hour, not in a probabili
 false trigger an hour" (openWakeWord's ``target_false_positives_per_hour``, Edge Impulse's
 performance calibration). The trainer scores a validation stream — held-back positives mixed
 into background, negatives (the bank, ``_unknown_``), background — with the head, then replays
-those scores through :class:`device.detector.Detector`, the same code the Pi runs, for each
+those scores through :class:`hark.detector.Detector`, the same code the Pi runs, for each
 candidate smoothing and threshold. Per class it keeps the setting with the highest recall whose
 false alarms per hour stay within the budget.
 
@@ -23,8 +23,8 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from device.detector import Detector, DetectorSettings
-from device.labels import BACKGROUND
+from hark.detector import Detector, DetectorSettings
+from hark.labels import BACKGROUND
 
 EARLY_S = 0.25
 LATE_S = 1.5
@@ -37,7 +37,7 @@ MIN_THRESHOLD = 0.3
 VERIFIED_MIN_THRESHOLD = 0.7
 QUIET_ROWS = 4  # kept around each score that could fire: the decision wait and re-arming need them
 
-# The second opinion the device asks before firing (device.verifier), for calibration: would
+# The second opinion the device asks before firing (hark.verifier), for calibration: would
 # ``label`` be confirmed at ``time_s`` (s from the segment's start) of ``segment``?
 Confirm = Callable[["Segment", float, str], bool]
 

@@ -16,11 +16,11 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from device.audiofile import SAMPLE_RATE
-from device.dataset import load_dataset
-from device.errors import HarkError
-from device.labels import BACKGROUND
-from device.model import Model
+from hark.audiofile import SAMPLE_RATE
+from hark.dataset import load_dataset
+from hark.errors import HarkError
+from hark.labels import BACKGROUND
+from hark.model import Model
 
 BACKGROUND_PIECE_S = 3.0
 

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from device.audiofile import SAMPLE_RATE
-from device.frontend import Frontend
-from device.model import needed_samples, pad_clip  # noqa: F401  (the trainer pads clips as the device does)
+from hark.audiofile import SAMPLE_RATE
+from hark.frontend import Frontend
+from hark.model import needed_samples, pad_clip  # noqa: F401  (the trainer pads clips as the device does)
 
 FRAME = 160  # 10 ms energy frames for locating sounds
 
@@ -40,7 +40,7 @@ class Recipe:
     active_db: float = 15.0
     background_cap_s: float = 480.0
     clip_padding_samples: int = 8000
-    verify: bool = False  # carry the verifier's templates (device.verifier): measured on speech only
+    verify: bool = False  # carry the verifier's templates (hark.verifier): measured on speech only
 
 
 RECIPES: dict[str, Recipe] = {
@@ -57,7 +57,7 @@ RECIPES: dict[str, Recipe] = {
 
 
 def span_samples(frontend: Frontend, window: int) -> int:
-    """Samples one head window sees (as :attr:`device.model.Model.span_samples`)."""
+    """Samples one head window sees (as :attr:`hark.model.Model.span_samples`)."""
     return frontend.receptive_samples + (window - 1) * frontend.hop_samples
 
 

@@ -31,11 +31,11 @@ from typing import TypeVar
 import numpy as np
 from tqdm import tqdm
 
-from device.audiofile import SAMPLE_RATE, find_audio, read_audio
-from device.basemodels import cache_dir, download_verified
-from device.errors import AudioError, HarkError
-from device.frontend import Frontend
-from device.model import pad_clip
+from hark.audiofile import SAMPLE_RATE, find_audio, read_audio
+from hark.basemodels import cache_dir, download_verified
+from hark.errors import AudioError, HarkError
+from hark.frontend import Frontend
+from hark.model import pad_clip
 
 T = TypeVar("T")
 

@@ -1,7 +1,7 @@
 """Ways a sound can vary that 8 recordings do not show: speed, pitch and the room.
 
 Each function takes 16 kHz float32 audio and returns a perturbed copy; the trainer applies them
-to positives before mixing in background (:func:`trainer.features.augment`), so 8 clips cover
+to positives before mixing in background (:func:`hark.trainer.features.augment`), so 8 clips cover
 more of how a word can be said and where it can be heard.
 
 - :func:`change_speed`: resampling, tempo and pitch together (Kaldi's speed perturbation).
@@ -17,7 +17,7 @@ from fractions import Fraction
 import numpy as np
 from scipy.signal import fftconvolve, resample_poly
 
-from device.audiofile import SAMPLE_RATE
+from hark.audiofile import SAMPLE_RATE
 
 
 def change_speed(samples: np.ndarray, factor: float) -> np.ndarray:

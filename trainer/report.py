@@ -20,8 +20,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from device.dataset import Dataset  # noqa: E402
-from device.frontend import Frontend, LogMelFrontend  # noqa: E402
+from hark.dataset import Dataset  # noqa: E402
+from hark.frontend import Frontend, LogMelFrontend  # noqa: E402
 
 REPORT = "report.html"
 

@@ -4,7 +4,7 @@ A random sample of the bank teaches a head what the keyword is *not* in general;
 the few stretches that come closest, and those are what fire in a home. On the streaming benchmark
 "Chapter seven…" fired as ``jarvis`` in most trainings, though the bank held plenty of chapter
 openings, none of them among the windows drawn. This module searches the whole bank with the
-verifier's own measure (:func:`device.verifier.distance_by_end`: subsequence DTW, cosine distance)
+verifier's own measure (:func:`hark.verifier.distance_by_end`: subsequence DTW, cosine distance)
 for the ``per_class`` stretches closest to each class's clips, and returns the head windows that
 end on them, clean and mixed into the user's background as a stream would hold them, to be taught
 as background. It takes about half a second for 300 bank clips, plus the noisy copies' features.
@@ -16,13 +16,13 @@ from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 
-from device.audiofile import SAMPLE_RATE
-from device.frontend import Frontend
-from device.model import pad_clip
-from device.verifier import distance_by_end, unit_rows
-from trainer import features as F
-from trainer.negatives import BankClip
-from trainer.templates import NEAREST
+from hark.audiofile import SAMPLE_RATE
+from hark.frontend import Frontend
+from hark.model import pad_clip
+from hark.trainer import features as F
+from hark.trainer.negatives import BankClip
+from hark.trainer.templates import NEAREST
+from hark.verifier import distance_by_end, unit_rows
 
 PER_CLIP = 3  # at most this many stretches from one bank clip, for variety
 APART = 8  # features between two stretches of one clip
@@ -54,7 +54,7 @@ def soundalike_windows(fe: Frontend, recipe: F.Recipe, templates_of: Mapping[str
     """Head windows on the bank's stretches closest to each class's clips: clean, and ``copies``
     times over the background; also each stretch's distance (for the report).
 
-    ``templates_of``: per class, the raw templates of its clips (:func:`trainer.templates.clip_templates`).
+    ``templates_of``: per class, the raw templates of its clips (:func:`hark.trainer.templates.clip_templates`).
     """
     windows: list[np.ndarray] = []
     distances: list[float] = []

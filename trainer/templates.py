@@ -1,4 +1,4 @@
-"""The verifier's templates (:mod:`device.verifier`): the user's own clips, and how far a match may be.
+"""The verifier's templates (:mod:`hark.verifier`): the user's own clips, and how far a match may be.
 
 Every usable clip of a class becomes a template: its features from shortly after the sound starts
 (``START_S``: the speech embedding hears 775 ms at a time, so its first frames hold mostly the
@@ -21,13 +21,13 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from device.audiofile import SAMPLE_RATE
-from device.dataset import Clip
-from device.frontend import Frontend
-from device.verifier import VerifierSpec, class_distance, features_in, kept_features, unit_rows
-from trainer import features as F
-from trainer.negatives import spread
-from trainer.perturb import perturb
+from hark.audiofile import SAMPLE_RATE
+from hark.dataset import Clip
+from hark.frontend import Frontend
+from hark.trainer import features as F
+from hark.trainer.negatives import spread
+from hark.trainer.perturb import perturb
+from hark.verifier import VerifierSpec, class_distance, features_in, kept_features, unit_rows
 
 START_S = 0.3  # template frames end at least this long after the sound starts
 END_S = 0.1  # ... and at most this long after it ends
@@ -37,7 +37,7 @@ LEAVE_OUT_COPIES = 32  # noisy copies per class for the limit, spread over its c
 MARGIN = 0.06
 END_WINDOW_S = 1.0  # a match ends at most this long before the decision (the sound just heard)
 NEAREST = 3
-# A match must be this much nearer than any other class's (device.verifier). At 0.9 it turned away
+# A match must be this much nearer than any other class's (hark.verifier). At 0.9 it turned away
 # a real `computer` (0.91-0.92 in every seed of the streaming benchmark) that the head scored 0.96-1.00;
 # what it is there for, read speech half-way between two classes, sat at 0.94-1.00.
 RATIO = 0.93
@@ -70,7 +70,7 @@ def clip_templates(fe: Frontend, clips: Mapping[str, Sequence[Clip]], *,
                    padding: int) -> dict[str, list[tuple[Clip, np.ndarray]]]:
     """Per class, each clip with its template (raw features); clips too short for one are left out.
 
-    Computed once per training: the sound-alike search (:mod:`trainer.soundalikes`) and
+    Computed once per training: the sound-alike search (:mod:`hark.trainer.soundalikes`) and
     :func:`build_verifier` both start from them.
     """
     paired: dict[str, list[tuple[Clip, np.ndarray]]] = {}

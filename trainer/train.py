@@ -26,19 +26,19 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from device import __version__
-from device.audiofile import SAMPLE_RATE
-from device.basemodels import BASE_FILES, fetch_base
-from device.bundle import write_bundle
-from device.dataset import Clip, Dataset, check_dataset
-from device.detector import DEFAULT_DECISION_S
-from device.errors import HarkError
-from device.frontend import Frontend, build_frontend
-from device.labels import BACKGROUND
-from device.verifier import VERIFIER_FILE, Verifier, VerifierSpec
-from trainer import features as F
-from trainer.negatives import BankClip
-from trainer.perturb import perturb
+from hark import __version__
+from hark.audiofile import SAMPLE_RATE
+from hark.basemodels import BASE_FILES, fetch_base
+from hark.bundle import write_bundle
+from hark.dataset import Clip, Dataset, check_dataset
+from hark.detector import DEFAULT_DECISION_S
+from hark.errors import HarkError
+from hark.frontend import Frontend, build_frontend
+from hark.labels import BACKGROUND
+from hark.trainer import features as F
+from hark.trainer.negatives import BankClip
+from hark.trainer.perturb import perturb
+from hark.verifier import VERIFIER_FILE, Verifier, VerifierSpec
 
 log = logging.getLogger(__name__)
 
@@ -101,10 +101,10 @@ class TrainOptions:
 
 def choose_base(dataset: Dataset, requested: str, *, seed: int = 0,
                 say: Callable[[str], None] = print) -> tuple[str, str]:
-    """The base to train on and why; ``auto`` compares the bases by cross-validation (:mod:`trainer.autobase`)."""
+    """The base to train on and why; ``auto`` compares the bases by cross-validation (:mod:`hark.trainer.autobase`)."""
     if requested != "auto":
         return requested, "chosen with --base"
-    from trainer.autobase import choose_auto
+    from hark.trainer.autobase import choose_auto
 
     return choose_auto(dataset, rng=np.random.default_rng(seed), say=say)
 
@@ -118,7 +118,7 @@ def warmup_epochs(held_back: list[int], n_labels: int) -> int:
 def early_stopping(warmup: int) -> Any:
     """Keras' early stopping as the head is trained: the validation loss watched from epoch
     ``warmup + 1`` on, the weights of its lowest restored (``best_epoch`` says which)."""
-    from trainer import head as H
+    from hark.trainer import head as H
 
     return H.keras.callbacks.EarlyStopping(monitor="val_loss", patience=PATIENCE, min_delta=1e-3,
                                            restore_best_weights=True, start_from_epoch=warmup)
@@ -193,11 +193,11 @@ class Extractor:
         return max(0, event[1] - self.needed - tail), min(length, event[1] + tail)
 
     def classify_padded(self, samples: np.ndarray) -> np.ndarray:
-        """The clip padded as :meth:`device.model.Model.clip_scores` pads it."""
+        """The clip padded as :meth:`hark.model.Model.clip_scores` pads it."""
         return F.pad_clip(samples, needed=self.needed, pad=self.recipe.clip_padding_samples)[0]
 
     def classify_windows(self, features: np.ndarray) -> np.ndarray:
-        """The windows :meth:`device.model.Model.clip_scores` would score, from :meth:`classify_padded`'s features."""
+        """The windows :meth:`hark.model.Model.clip_scores` would score, from :meth:`classify_padded`'s features."""
         n = len(features) - self.recipe.window + 1
         starts = [s for s in range(max(0, n)) if (s + self.recipe.window) % self.recipe.stride == 0]
         return F.stack_windows(features, starts, self.recipe.window)
@@ -336,7 +336,7 @@ def choose_thresholds(peaks: np.ndarray, truth: np.ndarray, labels: list[str]) -
 
 
 def decide(peaks: np.ndarray, labels: list[str], thresholds: dict[str, float]) -> np.ndarray:
-    """Label index per clip, as :meth:`device.model.Model.classify` decides."""
+    """Label index per clip, as :meth:`hark.model.Model.classify` decides."""
     t = np.array([1.0] + [thresholds[label] for label in labels[1:]])
     best = np.argmax(peaks[:, 1:], axis=1) + 1
     ok = peaks[np.arange(len(peaks)), best] >= t[best]
@@ -361,7 +361,7 @@ def clip_metrics(pred: np.ndarray, truth: np.ndarray, labels: list[str]) -> dict
 
 
 def group_peaks(model: Any, groups: list[tuple[int, np.ndarray, str]], n: int) -> tuple[np.ndarray, np.ndarray]:
-    from trainer import head as H
+    from hark.trainer import head as H
 
     peaks, truth = [], []
     for label, windows, _ in groups:
@@ -399,8 +399,8 @@ class Bank:
 
 
 def bank_clips(fe: Frontend, recipe: F.Recipe, *, progress: bool) -> list[BankClip]:
-    """The generic negative bank's clips (:mod:`trainer.negatives`) with features for this recipe."""
-    from trainer.negatives import bank_features, negative_dirs
+    """The generic negative bank's clips (:mod:`hark.trainer.negatives`) with features for this recipe."""
+    from hark.trainer.negatives import bank_features, negative_dirs
 
     try:
         dirs = negative_dirs()
@@ -418,7 +418,7 @@ def bank_clips(fe: Frontend, recipe: F.Recipe, *, progress: bool) -> list[BankCl
 
 def load_bank(fe: Frontend, recipe: F.Recipe, rng: np.random.Generator, *, progress: bool) -> Bank:
     """The generic negative bank, split into training and held-out clips."""
-    from trainer.negatives import bank_windows
+    from hark.trainer.negatives import bank_windows
 
     clips = bank_clips(fe, recipe, progress=progress)
     held_idx = set(range(HELD_OUT_EVERY - 1, len(clips), HELD_OUT_EVERY)) if len(clips) >= 2 else set()
@@ -439,7 +439,7 @@ def load_bank(fe: Frontend, recipe: F.Recipe, rng: np.random.Generator, *, progr
 
 def mine_hard(model: Any, pool: np.ndarray, *, limit: int) -> np.ndarray:
     """The bank windows that score at least ``HARD_SCORE`` for some class, highest first."""
-    from trainer import head as H
+    from hark.trainer import head as H
 
     if not len(pool):
         return pool
@@ -454,7 +454,7 @@ def stream_scores(model: Any, recipe: F.Recipe, fe: Frontend, features: np.ndarr
     starts = [s for s in range(max(0, n)) if (s + recipe.window) % max(1, recipe.stride) == 0]
     if not starts:
         return np.zeros((0, 1)), np.zeros(0)
-    from trainer import head as H
+    from hark.trainer import head as H
 
     scores = H.scores(model, F.stack_windows(features, starts, recipe.window))
     times = np.array([fe.feature_end(s + recipe.window - 1) for s in starts]) / SAMPLE_RATE
@@ -464,14 +464,14 @@ def stream_scores(model: Any, recipe: F.Recipe, fe: Frontend, features: np.ndarr
 def calibrate_head(model: Any, recipe: F.Recipe, fe: Frontend, labels: list[str], val: Split, bank: Bank | None,
                    *, rng: np.random.Generator, refractory_s: float, budget_per_hour: float,
                    verifier: VerifierSpec | None = None) -> Any:
-    """Thresholds and smoothing per class within the false-alarm budget (:mod:`trainer.calibrate`).
+    """Thresholds and smoothing per class within the false-alarm budget (:mod:`hark.trainer.calibrate`).
 
     The stream: held-back clips (padded as on the device, mixed into held-back background, some
     perturbed), the bank's held-out clips and the held-back background, scored by the head. With
     ``verifier`` (templates of the training clips only) each detection is first put to it, as the
     device does: thresholds then buy recall with what the verifier turns away.
     """
-    from trainer.calibrate import THRESHOLD_GRID, Segment, calibrate
+    from hark.trainer.calibrate import THRESHOLD_GRID, Segment, calibrate
 
     segments: list[Segment] = []
     needed = F.needed_samples(fe, recipe.window, recipe.stride)
@@ -522,7 +522,7 @@ def calibrate_head(model: Any, recipe: F.Recipe, fe: Frontend, labels: list[str]
 
 
 def _segment_confirm(spec: VerifierSpec, fe: Frontend) -> Callable[[Any, float, str], bool]:
-    """:class:`device.verifier.Verifier`'s judgement at a moment of a calibration segment (its distances
+    """:class:`hark.verifier.Verifier`'s judgement at a moment of a calibration segment (its distances
     remembered: each threshold tried asks again about the same moments)."""
     measured: dict[tuple[int, float], dict[str, float]] = {}
 
@@ -560,12 +560,12 @@ def train(dataset_path: str | Path, output: str | Path, options: TrainOptions = 
     soundalikes: list[float] = []
     templates_of = None
     if recipe.verify and (bank is not None or options.verifier):
-        from trainer.templates import clip_templates
+        from hark.trainer.templates import clip_templates
 
         templates_of = clip_templates(fe, {label: dataset.usable(label) for label in labels[1:]},
                                       padding=recipe.clip_padding_samples)
     if bank is not None and templates_of is not None:
-        from trainer.soundalikes import soundalike_windows
+        from hark.trainer.soundalikes import soundalike_windows
 
         # Found with the verifier's measure, on a provisional standardisation of the features.
         flat = x_train.reshape(-1, x_train.shape[-1])
@@ -579,7 +579,7 @@ def train(dataset_path: str | Path, output: str | Path, options: TrainOptions = 
     x_val, y_val = val_split.arrays()
     features_s = time.monotonic() - started
 
-    from trainer import head as H  # TensorFlow only now: the features above need none
+    from hark.trainer import head as H  # TensorFlow only now: the features above need none
 
     H.set_seed(options.seed)
     flat = x_train.reshape(-1, x_train.shape[-1])
@@ -618,7 +618,7 @@ def train(dataset_path: str | Path, output: str | Path, options: TrainOptions = 
             bar.close()
     verifier, verifier_summary, verifier_calibrating = None, None, None
     if options.verifier and templates_of is not None:
-        from trainer.templates import REGION_EXTRA_S, build_verifier
+        from hark.trainer.templates import REGION_EXTRA_S, build_verifier
 
         built = build_verifier(
             templates_of, fe, mean=mean, scale=np.sqrt(var),
@@ -691,7 +691,7 @@ def train(dataset_path: str | Path, output: str | Path, options: TrainOptions = 
     write_bundle(output, manifest=manifest, head_tflite=head_bytes, base_files=base_files,
                  extra_files={VERIFIER_FILE: verifier.to_bytes()} if verifier is not None else None)
     if options.report:
-        from trainer.report import write_report
+        from hark.trainer.report import write_report
 
         write_report(output, manifest=manifest, history=history.history, dataset=dataset, frontend=fe,
                      calibration=calibration)
@@ -702,7 +702,7 @@ class _EpochBar:
     """A tqdm bar over epochs, as a Keras callback."""
 
     def __init__(self, total: int, desc: str, enabled: bool) -> None:
-        from trainer.head import keras
+        from hark.trainer.head import keras
 
         outer = self
 

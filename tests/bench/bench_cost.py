@@ -36,9 +36,9 @@ REFERENCE = {"audio_s_per_cpu_s": 38.0, "peak_mb": 289.0}  # openWakeWord 0.4.0 
 
 HARK_RUNNER = r"""
 import json, resource, sys, time
-from device.audio import FileSource
-from device.model import Model
-from device.pipeline import Pipeline
+from hark.audio import FileSource
+from hark.model import Model
+from hark.pipeline import Pipeline
 model = Model.load(sys.argv[2])
 pipeline = Pipeline(model)
 cpu = time.process_time()
@@ -121,7 +121,7 @@ def main() -> int:
     out, _, _ = run_timed([sys.executable, "-c", HARK_RUNNER, str(audio), str(model)], env)
     ours = json.loads(out.strip().splitlines()[-1])
     started = time.monotonic()
-    _, cli_cpu, cli_peak = run_timed([sys.executable, "-m", "device", "detect", "-m", str(model), str(audio),
+    _, cli_cpu, cli_peak = run_timed([sys.executable, "-m", "hark", "detect", "-m", str(model), str(audio),
                                       "--json"], env)
     cli_wall = time.monotonic() - started
     ours_speed = ours["audio_s"] / ours["cpu_s"]

@@ -37,9 +37,9 @@ os.environ.setdefault("HARK_CACHE_DIR", str(SHARED / "models"))
 os.environ.setdefault("HARK_NEGATIVES", str(SHARED / "data" / "real" / "speech"))
 sys.path.insert(0, str(ROOT))
 
-from device.audiofile import find_audio, read_audio  # noqa: E402
-from device.model import Model  # noqa: E402
-from trainer.train import TrainOptions, train  # noqa: E402
+from hark.audiofile import find_audio, read_audio  # noqa: E402
+from hark.model import Model  # noqa: E402
+from hark.trainer.train import TrainOptions, train  # noqa: E402
 
 REAL = SHARED / "data" / "real"
 
@@ -133,10 +133,10 @@ def bench_time(base: str) -> None:
     labels = sorted(p.name for p in folder.iterdir() if p.is_dir())
     chosen = split(folder, 30, 1)
     clips = {label: sorted(p for p in chosen if p.parent.name == label) for label in labels}
-    from device.basemodels import fetch_base
-    from device.frontend import build_frontend
-    from trainer.features import RECIPES
-    from trainer.train import bank_clips
+    from hark.basemodels import fetch_base
+    from hark.frontend import build_frontend
+    from hark.trainer.features import RECIPES
+    from hark.trainer.train import bank_clips
 
     # What is timed is a user's second training: the bank's features are computed once per base.
     recipe = RECIPES[base]

@@ -37,10 +37,10 @@ ROOT = Path(__file__).resolve().parents[2]
 SHARED = ROOT.parent / "shared"
 sys.path.insert(0, str(ROOT))
 
-from device.audio import FileSource  # noqa: E402
-from device.detector import Detection, Detector, DetectorSettings  # noqa: E402
-from device.model import Model  # noqa: E402
-from device.pipeline import Pipeline  # noqa: E402
+from hark.audio import FileSource  # noqa: E402
+from hark.detector import Detection, Detector, DetectorSettings  # noqa: E402
+from hark.model import Model  # noqa: E402
+from hark.pipeline import Pipeline  # noqa: E402
 
 EARLY_S, LATE_S = 0.25, 1.5
 PEAK_S = 0.5  # a candidate's peak score: the highest of its class this close to it
@@ -109,7 +109,7 @@ def prepare(work: Path, *, minutes: float, per_class: int, base: str, fresh: boo
         env = {**os.environ, "HARK_CACHE_DIR": os.environ.get("HARK_CACHE_DIR", str(SHARED / "models")),
                "HARK_NEGATIVES": str(negatives)}
         started = time.monotonic()
-        run([sys.executable, "-m", "device", "train", str(dataset), "-o", str(model), "--base", base,
+        run([sys.executable, "-m", "hark", "train", str(dataset), "-o", str(model), "--base", base,
              "--seed", str(seed), "--no-report"], env=env)
         print(f"trained in {time.monotonic() - started:.0f} s")
     return model, stream
@@ -308,7 +308,7 @@ def main() -> int:
     for t in result["missed"][:20]:  # type: ignore[index]
         print(f"  missed: {t.label} {t.start_s:.2f}-{t.end_s:.2f}")
     if pipeline.verifier is not None:
-        # The same stream with the head alone: what the second opinion (device.verifier) changed.
+        # The same stream with the head alone: what the second opinion (hark.verifier) changed.
         with FileSource(stream) as source:
             alone = score(Pipeline(model, verify=False).run(source), targets, hours)
         print(f"VERIFIER: {pipeline.verifier.rejections} candidates rejected; without it recall "

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from device.bundle import load_bundle, write_bundle
-from device.cli import main as hark
-from device.errors import BundleError
-from device.model import Model
+from hark.bundle import load_bundle, write_bundle
+from hark.cli import main as hark
+from hark.errors import BundleError
+from hark.model import Model
 
 
 @pytest.fixture()

@@ -17,14 +17,14 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from device.basemodels import BASE_FILES
-from device.bundle import load_bundle
-from device.cli import main as hark
-from device.errors import BundleError
-from device.frontend import LogMelFrontend
-from device.model import Model
+from hark.basemodels import BASE_FILES
+from hark.bundle import load_bundle
+from hark.cli import main as hark
+from hark.errors import BundleError
+from hark.frontend import LogMelFrontend
+from hark.model import Model
+from hark.trainer.train import PATIENCE, early_stopping
 from tests.fixtures.synth import write_dataset
-from trainer.train import PATIENCE, early_stopping
 
 
 def test_manifest_describes_the_bundle(tone_bundle: Path) -> None:
@@ -44,7 +44,7 @@ def test_manifest_describes_the_bundle(tone_bundle: Path) -> None:
     assert m["trainer_version"] and m["created"]
     assert m["metrics"]["validation_accuracy"] >= 0.9
     assert m["dataset"]["clips"] == {"beep": 10, "chirp": 10}
-    from trainer.train import WARMUP_EPOCHS
+    from hark.trainer.train import WARMUP_EPOCHS
 
     assert m["metrics"]["epochs"] > WARMUP_EPOCHS  # early stopping never keeps a warm-up epoch
 
@@ -147,7 +147,7 @@ def test_negative_bank_is_trained_on_and_thresholds_are_calibrated(tone_dataset:
     bank = _write_bank(tmp_path / "bank")
     env = {**os.environ, "HARK_NEGATIVES": str(bank), "HARK_FEATURE_CACHE": str(tmp_path / "features")}
     out = tmp_path / "model"
-    result = subprocess.run([sys.executable, "-m", "device", "train", str(tone_dataset), "-o", str(out), "--base",
+    result = subprocess.run([sys.executable, "-m", "hark", "train", str(tone_dataset), "-o", str(out), "--base",
                              "none", "--false-alarms-per-hour", "2"], capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr[-2000:]
     m = json.loads((out / "manifest.json").read_text())
@@ -184,9 +184,9 @@ def test_missing_negative_bank_is_one_line_saying_how_to_fix(tone_dataset: Path,
 
 def test_verifier_for_calibration_leaves_out_the_held_back_clips_templates():
     """Calibration judges held-back clips: their own templates would match them perfectly."""
-    from device.dataset import Clip
-    from device.verifier import VerifierSpec
-    from trainer.templates import VerifierBuild
+    from hark.dataset import Clip
+    from hark.trainer.templates import VerifierBuild
+    from hark.verifier import VerifierSpec
 
     clips = [Clip(path=Path(f"{i}.wav"), label="up", samples=np.full(100, i, np.float32), rate=16000, channels=1,
                   digest=str(i), clipped=False, silent=False) for i in range(3)]
@@ -203,7 +203,7 @@ def test_verifier_for_calibration_leaves_out_the_held_back_clips_templates():
 
 def _kept_epochs(losses: list[float], warmup: int) -> tuple[int, int]:
     """Epochs run and the epoch count whose weights are kept, early stopping fed ``losses``."""
-    from trainer import head as H
+    from hark.trainer import head as H
 
     stopper = early_stopping(warmup)
     model = H.keras.Sequential([H.keras.Input((2,)), H.layers.Dense(1)])

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from device.detect import detect_file
-from device.detector import Detection
-from device.model import Model
-from device.pipeline import Pipeline
+from hark.detect import detect_file
+from hark.detector import Detection
+from hark.model import Model
+from hark.pipeline import Pipeline
 from tests.fixtures.synth import SR, write_stream
 
 EVENTS = [(1.5, "beep"), (4.0, "chirp"), (6.7, "beep"), (9.2, "chirp"), (12.0, "chirp"), (14.3, "beep")]
@@ -145,7 +145,7 @@ def test_overrides_reach_the_detector(model: Model, stream: Path) -> None:
 # --- the command ------------------------------------------------------------------------------------
 
 def hark(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "device", *args], capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, "-m", "hark", *args], capture_output=True, text=True, timeout=120)
 
 
 def test_hark_detect_json(tone_bundle: Path, model: Model, stream: Path) -> None:

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from device.dataset import check_dataset
-from device.frontend import LogMelFrontend
-from device.labels import BACKGROUND
-from device.model import Model
+from hark.dataset import check_dataset
+from hark.frontend import LogMelFrontend
+from hark.labels import BACKGROUND
+from hark.model import Model
+from hark.trainer import features as F
+from hark.trainer.train import WARMUP_EPOCHS, build_examples, choose_thresholds, decide, warmup_epochs
 from tests.fixtures.synth import SR, beep, noise, write_dataset
-from trainer import features as F
-from trainer.train import WARMUP_EPOCHS, build_examples, choose_thresholds, decide, warmup_epochs
 
 
 def test_locate_event_finds_the_sound() -> None:
@@ -84,7 +84,7 @@ def test_thresholds_separate_and_decide_like_classify() -> None:
 
 
 def test_auto_base_prefers_what_separates(tone_dataset: Path, shared_dir: Path) -> None:
-    from trainer.autobase import choose_auto
+    from hark.trainer.autobase import choose_auto
 
     dataset = check_dataset(tone_dataset, warn=lambda m: None)
     said: list[str] = []

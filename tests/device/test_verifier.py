@@ -1,4 +1,4 @@
-"""device.verifier: template matching by subsequence DTW, the confirm rule, and its bundle file."""
+"""hark.verifier: template matching by subsequence DTW, the confirm rule, and its bundle file."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from device.errors import BundleError
-from device.verifier import METHOD, Verifier, VerifierSpec, distance_by_end, sequence_distance, unit_rows
+from hark.errors import BundleError
+from hark.verifier import METHOD, Verifier, VerifierSpec, distance_by_end, sequence_distance, unit_rows
 
 DIM = 12
 ZERO, ONE = np.zeros(DIM, np.float32), np.ones(DIM, np.float32)

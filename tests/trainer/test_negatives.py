@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from device.frontend import LogMelFrontend
-from trainer import negatives
-from trainer.negatives import NegativeSource, bank_features, bank_windows, ensure_source
+from hark.frontend import LogMelFrontend
+from hark.trainer import negatives
+from hark.trainer.negatives import NegativeSource, bank_features, bank_windows, ensure_source
 
 
 def write_clips(folder: Path, count: int) -> None:

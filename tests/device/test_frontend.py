@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from device.basemodels import BASE_FILES, fetch, fetch_base
-from device.errors import BaseModelError
-from device.frontend import Frontend, build_frontend
+from hark.basemodels import BASE_FILES, fetch, fetch_base
+from hark.errors import BaseModelError
+from hark.frontend import Frontend, build_frontend
 
 
 def _frontend(name: str) -> Frontend:

@@ -4,7 +4,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from trainer.calibrate import VERIFIED_MIN_THRESHOLD, Segment, around_activity, calibrate, replay
+from hark.trainer.calibrate import VERIFIED_MIN_THRESHOLD, Segment, around_activity, calibrate, replay
 
 LABELS = ["background", "up"]
 HOP = 0.08

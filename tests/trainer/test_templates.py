@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from device.dataset import Clip
-from device.frontend import LogMelFrontend
-from trainer import templates as T
+from hark.dataset import Clip
+from hark.frontend import LogMelFrontend
+from hark.trainer import templates as T
 
 RATE = 16000
 

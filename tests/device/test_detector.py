@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from device.detector import Detection, Detector, DetectorSettings
-from device.errors import HarkError
+from hark.detector import Detection, Detector, DetectorSettings
+from hark.errors import HarkError
 
 LABELS = ["background", "beep", "chirp"]
 STEP = 0.08  # seconds between head outputs, as with the speech base

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from device import clipfile
-from device.clipfile import free_path, save_clip, timestamp, to_pcm16, write_json, write_wav
+from hark import clipfile
+from hark.clipfile import free_path, save_clip, timestamp, to_pcm16, write_json, write_wav
 
 
 def test_timestamps_are_unique_and_sortable_even_in_the_same_microsecond(monkeypatch):

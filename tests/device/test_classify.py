@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from device.cli import main as hark
+from hark.cli import main as hark
 
 
 def _lines(capsys: pytest.CaptureFixture[str]) -> list[dict]:

@@ -17,17 +17,17 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from device import clipfile
-from device.clipfile import to_pcm16
-from device.errors import HarkError
-from device.recorder import ClipRequest, Recorder, parse_record_payload
+from hark import clipfile
+from hark.clipfile import to_pcm16
+from hark.errors import HarkError
+from hark.recorder import ClipRequest, Recorder, parse_record_payload
 
 SR = 16000
 
 
 @dataclass(frozen=True)
 class Det:
-    """Shaped like device.detector.Detection (label, score, time_s)."""
+    """Shaped like hark.detector.Detection (label, score, time_s)."""
 
     label: str
     score: float
@@ -469,7 +469,7 @@ def find_in(haystack: np.ndarray, needle: np.ndarray) -> int:
 def test_button_on_the_running_daemon_records_a_clip_and_a_long_press_background(small_bundle, tmp_path):
     from gpiozero import Device
 
-    from device.cli import main as hark
+    from hark.cli import main as hark
     from tests.fixtures.synth import noise
 
     audio = noise(np.random.default_rng(5), 7.0, level=0.05)

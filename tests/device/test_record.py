@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from device import clipfile
-from device.cli import main as hark
-from device.clipfile import to_pcm16
-from device.errors import HarkError
-from device.record import Meter, clip_folder, record_clips
+from hark import clipfile
+from hark.cli import main as hark
+from hark.clipfile import to_pcm16
+from hark.errors import HarkError
+from hark.record import Meter, clip_folder, record_clips
 
 SR = 16000
 
@@ -174,7 +174,7 @@ def test_hark_record_from_a_microphone(pulse_server, tmp_path):
     player = pulse_server.play(tmp_path / "tone.wav", wait=False)
     try:
         done = subprocess.run(
-            [sys.executable, "-m", "device", "record", "dog", "-d", str(tmp_path / "ds"), "--count", "2",
+            [sys.executable, "-m", "hark", "record", "dog", "-d", str(tmp_path / "ds"), "--count", "2",
              "--seconds", "0.5", "--device", "pulse"],
             env=pulse_server.env(), capture_output=True, text=True, timeout=60,
         )

@@ -12,9 +12,9 @@ import pytest
 import soundfile as sf
 from scipy.signal import resample_poly
 
-from device.audio import FileSource, MicSource, StreamResampler, devices_main, find_input_device, kaiser_lowpass
-from device.audiofile import read_audio
-from device.errors import AudioError, HarkError
+from hark.audio import FileSource, MicSource, StreamResampler, devices_main, find_input_device, kaiser_lowpass
+from hark.audiofile import read_audio
+from hark.errors import AudioError, HarkError
 
 
 def tone(freq: float, seconds: float, rate: int, amplitude: float = 0.5) -> np.ndarray:

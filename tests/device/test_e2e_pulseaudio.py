@@ -172,7 +172,7 @@ def test_hark_run_hears_the_room_and_tells_the_broker(pulse_server: PulseServer,
     stream = write_stream(tmp_path / "room.wav", EVENTS, seconds=9.0)
     # What the same model finds in the file itself: the daemon may not find less through the air.
     offline = subprocess.run(
-        [sys.executable, "-m", "device", "detect", "-m", str(tone_bundle), str(stream), "--json"],
+        [sys.executable, "-m", "hark", "detect", "-m", str(tone_bundle), str(stream), "--json"],
         capture_output=True, text=True, check=True,
     ).stdout
     offline_labels = [json.loads(line)["label"] for line in offline.splitlines()]
@@ -185,7 +185,7 @@ def test_hark_run_hears_the_room_and_tells_the_broker(pulse_server: PulseServer,
         f"mqtt:\n  host: {broker.host}\n  port: {broker.port}\n  device_id: e2e\n"
     )
     listener = EventListener(broker, "hark/e2e/event")
-    hark = subprocess.Popen([sys.executable, "-m", "device", "run", "-c", str(config)], env=pulse_server.env(),
+    hark = subprocess.Popen([sys.executable, "-m", "hark", "run", "-c", str(config)], env=pulse_server.env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     log: list[str] = []
     try:

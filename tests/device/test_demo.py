@@ -14,7 +14,7 @@ import soundfile as sf
 
 from tests.fixtures.broker import free_port
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "demo"
 sys.path.insert(0, str(ROOT / "scripts"))
 
@@ -27,7 +27,7 @@ def truth() -> list[tuple[float, float, str]]:
 
 
 def hark(*args: str, **kwargs) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "device", *args], capture_output=True, text=True, cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "hark", *args], capture_output=True, text=True, cwd=ROOT,
                           timeout=120, **kwargs)
 
 
@@ -38,7 +38,7 @@ def test_demo_assets_are_small_and_made_by_us() -> None:
     info = sf.info(DEMO / "demo.flac")
     assert (info.samplerate, info.channels) == (16000, 1)
     assert 30 <= info.duration <= 60
-    from device.model import Model
+    from hark.model import Model
 
     model = Model.load(DEMO / "model")
     assert model.manifest["base"] == "none", "the demo must carry no third-party weights"

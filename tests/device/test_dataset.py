@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from device.cli import main as hark
-from device.dataset import check_dataset, load_dataset
-from device.errors import HarkError
+from hark.cli import main as hark
+from hark.dataset import check_dataset, load_dataset
+from hark.errors import HarkError
 from tests.fixtures.synth import SR, clip, write_dataset
 
 

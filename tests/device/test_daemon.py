@@ -16,13 +16,13 @@ import pytest
 from tests.fixtures.broker import Broker, Subscriber
 from tests.fixtures.synth import write_stream
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EVENTS = [(2.0, "beep"), (5.0, "chirp"), (8.0, "beep"), (11.0, "chirp")]
 DETECTION_LINE = re.compile(r"^\s*([\d.]+) s  (\S+)\s+([\d.]+)$")
 
 
 def hark(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "device", *args], cwd=ROOT, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "hark", *args], cwd=ROOT, capture_output=True, text=True,
                           timeout=timeout, env={**os.environ, **(env or {})})
 
 
@@ -89,7 +89,7 @@ def test_sigterm_stops_cleanly_with_systemd_notifications(tone_bundle: Path, str
     notify.settimeout(30)
     sub = Subscriber(broker, ["hark/test/availability", "hark/test/state"])
     config = write_config(tmp_path, tone_bundle, broker)
-    proc = subprocess.Popen([sys.executable, "-m", "device", "run", "-c", str(config), "--input", str(stream),
+    proc = subprocess.Popen([sys.executable, "-m", "hark", "run", "-c", str(config), "--input", str(stream),
                              "--realtime"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify"), "WATCHDOG_USEC": "400000"})
     try:

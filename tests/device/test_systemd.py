@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 UNIT = ROOT / "systemd" / "hark.service"
 EXEC = "/opt/hark/.venv/bin/hark"
 # The one complaint expected on a machine where hark is not installed at the README's path.

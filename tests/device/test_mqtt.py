@@ -15,15 +15,15 @@ from pathlib import Path
 
 import pytest
 
-from device import __version__
-from device.config import MqttConfig
-from device.errors import HarkError
-from device.mqtt import MqttPublisher, Outbox, parse_mute, parse_record
-from device.recorder import ClipRequest
+from hark import __version__
+from hark.config import MqttConfig
+from hark.errors import HarkError
+from hark.mqtt import MqttPublisher, Outbox, parse_mute, parse_record
+from hark.recorder import ClipRequest
 from tests.fixtures.broker import Broker, Subscriber
 
 LABELS = ["background", "beep", "chirp"]
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def settings(broker: Broker, **over: object) -> MqttConfig:
@@ -136,7 +136,7 @@ def test_commands_and_bad_payloads(broker: Broker, tmp_path: Path, caplog: pytes
     records: list[ClipRequest] = []
     sub = Subscriber(broker, ["hark/kitchen/state"])
     pub = publisher(broker, tmp_path, on_mute=mutes.append, on_record=records.append)
-    caplog.set_level(logging.WARNING, logger="device.mqtt")
+    caplog.set_level(logging.WARNING, logger="hark.mqtt")
     try:
         sub.wait_for(lambda: sub.on("hark/kitchen/state"))
         send = sub.client.publish
@@ -218,8 +218,8 @@ def test_broker_killed_mid_run_every_event_arrives_in_order_once(broker: Broker,
 PUBLISHER_SCRIPT = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from device.config import MqttConfig
-    from device.mqtt import MqttPublisher
+    from hark.config import MqttConfig
+    from hark.mqtt import MqttPublisher
     port, state, n = int(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
     cfg = MqttConfig(host="127.0.0.1", port=port, device_id="kitchen", keepalive=5, reconnect_min_s=1,
                      reconnect_max_s=1)

@@ -9,9 +9,9 @@ from collections.abc import Iterator
 import pytest
 from gpiozero import Device
 
-from device.config import ButtonConfig, BuzzerConfig, BuzzerStep, GpioConfig
-from device.errors import HarkError
-from device.gpio import Gpio, default_pattern
+from hark.config import ButtonConfig, BuzzerConfig, BuzzerStep, GpioConfig
+from hark.errors import HarkError
+from hark.gpio import Gpio, default_pattern
 
 CLASSES = ["background", "beep", "chirp"]
 
@@ -44,7 +44,7 @@ def wait_until(condition, timeout: float = 3.0) -> None:  # type: ignore[no-unty
 
 
 def test_detection_blinks_its_own_led_and_beeps(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="device.gpio")
+    caplog.set_level(logging.INFO, logger="hark.gpio")
     config = GpioConfig(mock=True, leds={"beep": 17, "chirp": 27}, led_seconds=0.4,
                         buzzer=BuzzerConfig(pin=22, patterns={"beep": (
                             BuzzerStep(tone="A5", seconds=0.05), BuzzerStep(tone=None, seconds=0.05),
@@ -77,7 +77,7 @@ def test_steady_led_one_led_for_all_and_default_beeps() -> None:
 
 
 def test_tonal_buzzer_plays_the_pattern_tones(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="device.gpio")
+    caplog.set_level(logging.INFO, logger="hark.gpio")
     config = GpioConfig(mock=True, buzzer=BuzzerConfig(pin=12, tonal=True, patterns={"default": (
         BuzzerStep(tone="A5", seconds=0.05), BuzzerStep(tone=False, seconds=0.03), BuzzerStep(tone=1000, seconds=0.05),
     )}))

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from device.config import ConfigError, load_config
+from hark.config import ConfigError, load_config
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def write(tmp_path: Path, text: str, name: str = "hark.yaml") -> Path:

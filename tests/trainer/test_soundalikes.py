@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from device.verifier import unit_rows
-from trainer.negatives import BankClip
-from trainer.soundalikes import PER_CLIP, closest_stretches
+from hark.trainer.negatives import BankClip
+from hark.trainer.soundalikes import PER_CLIP, closest_stretches
+from hark.verifier import unit_rows
 
 DIM = 12
 ZERO, ONE = np.zeros(DIM, np.float32), np.ones(DIM, np.float32)

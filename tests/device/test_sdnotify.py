@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from device.sdnotify import Notifier
+from hark.sdnotify import Notifier
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from trainer.perturb import add_reverb, change_speed, perturb, room_impulse, shift_pitch
+from hark.trainer.perturb import add_reverb, change_speed, perturb, room_impulse, shift_pitch
 
 SR = 16000
 
