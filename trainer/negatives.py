@@ -4,9 +4,9 @@ A few clips of a word and some background do not tell a head what the word is *n
 negatives it fires on "smart mirror" for "marvin". Every training adds windows from this bank
 as background (unless ``--no-negatives``). The bank's audio comes from:
 
-- ``$HARK_NEGATIVES`` (folders separated by ``os.pathsep``), searched recursively: tests and CI
-  point it at ``../shared/data/real/speech`` and ``../shared/data/real/esc10``; users may add
-  their own recordings of the radio, the TV, the household;
+- ``$HARK_NEGATIVES`` (folders separated by ``os.pathsep``), searched recursively: recordings
+  that must not fire, such as the radio, the TV, the household (benchmarks point it at recordings
+  kept out of the repository);
 - otherwise the official sources below, downloaded once with pinned hashes and unpacked into
   the cache (``$HARK_CACHE_DIR/negatives``).
 
