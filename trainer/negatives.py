@@ -82,7 +82,8 @@ class BankClip:
 
 def read_clip(path: Path) -> np.ndarray:
     """A bank recording's first ``MAX_CLIP_S`` seconds: the bank does not need more of one voice."""
-    return read_audio(path)[: int(MAX_CLIP_S * SAMPLE_RATE)]
+    # A second more than is kept, so the resampler's edge falls outside what is kept.
+    return read_audio(path, first_seconds=MAX_CLIP_S + 1.0)[: int(MAX_CLIP_S * SAMPLE_RATE)]
 
 
 def feature_cache_dir() -> Path:
