@@ -36,26 +36,34 @@ log = logging.getLogger(__name__)
 STALL_S = 10.0  # no audio chunk for this long: stop pinging the systemd watchdog
 
 
+def load_pipeline(config: Config) -> Any:
+    """The model and detector ``hark run`` listens with: the bundle loaded and validated (manifest,
+    hashes, the head's tensors, the frontend), the config's labels checked against it and its
+    overrides applied. ``hark check`` calls this very function, so it refuses what ``run`` would."""
+    from hark.model import Model
+    from hark.pipeline import Pipeline
+
+    model = Model.load(config.model)
+    config.check_labels(model.labels)
+    return Pipeline(
+        model,
+        thresholds=dict(config.detection.thresholds) or None,
+        refractory_s=dict(config.detection.refractory_s) or None,
+        verify=config.detection.verify,
+    )
+
+
 class Daemon:
     """The parts of ``hark run`` wired together; :meth:`run` is the loop."""
 
     def __init__(self, config: Config, *, input_path: str | Path | None = None, realtime: bool = False) -> None:
-        from hark.model import Model
-        from hark.pipeline import Pipeline
-
         self.config = config
         self.input_path = Path(input_path) if input_path is not None else None
         self.realtime = realtime
-        self.model = Model.load(config.model)
-        config.check_labels(self.model.labels)
+        self.pipeline = load_pipeline(config)
+        self.model = self.pipeline.model
         self.model_name = self.model.bundle.name
         self.classes = self.model.bundle.classes
-        self.pipeline = Pipeline(
-            self.model,
-            thresholds=dict(config.detection.thresholds) or None,
-            refractory_s=dict(config.detection.refractory_s) or None,
-            verify=config.detection.verify,
-        )
         self.state_dir = config.resolve_state_dir()
         try:
             self.state_dir.mkdir(parents=True, exist_ok=True)

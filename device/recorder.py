@@ -35,8 +35,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from hark import __version__
-from hark.audiofile import SAMPLE_RATE
+from hark import SAMPLE_RATE, __version__
 from hark.clipfile import free_path, save_clip, timestamp, write_json, write_wav
 from hark.errors import HarkError
 from hark.labels import BACKGROUND, BACKGROUND_DIR, check_label, is_valid_label

@@ -97,8 +97,8 @@ def bench_keywords(seeds: list[int], base: str) -> None:
         manifest, took, acc, per = train_and_score(train_clips, tests, base=base, seed=seed)
         results.append(acc)
         print(f"keywords seed {seed}: accuracy {acc:.2%} on {sum(map(len, tests.values()))} clips "
-              f"({', '.join(f'{k} {v:.0%}' for k, v in per.items())}); base {manifest['base']}, "
-              f"train {took:.0f} s, thresholds {manifest['detection']['thresholds']}", flush=True)
+              f"({', '.join(f'{k} {v:.0%}' for k, v in per.items())}); base {manifest.base}, "
+              f"train {took:.0f} s, thresholds {dict(manifest.detection.thresholds)}", flush=True)
     print(f"KEYWORDS --base {base}, 8 clips/class: mean accuracy {np.mean(results):.2%} over seeds {seeds} "
           f"(min {np.min(results):.2%})", flush=True)
 
@@ -122,7 +122,7 @@ def bench_esc(seeds: list[int], base: str, classes: tuple[str, ...] | None = Non
         results.append(acc)
         worst = sorted(per.items(), key=lambda kv: kv[1])[:3]
         print(f"esc10 seed {seed}: accuracy {acc:.2%} on {sum(map(len, tests.values()))} fold-3 clips; "
-              f"base {manifest['base']}, train {took:.0f} s; weakest {worst}", flush=True)
+              f"base {manifest.base}, train {took:.0f} s; weakest {worst}", flush=True)
     name = "SOUNDS5" if classes else "ESC10"
     print(f"{name} --base {base}, {len(labels)} classes, 8 clips/class folds 1-2 -> fold 3: mean accuracy "
           f"{np.mean(results):.2%} over seeds {seeds}", flush=True)

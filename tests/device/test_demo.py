@@ -41,8 +41,8 @@ def test_demo_assets_are_small_and_made_by_us() -> None:
     from hark.model import Model
 
     model = Model.load(DEMO / "model")
-    assert model.manifest["base"] == "none", "the demo must carry no third-party weights"
-    assert model.manifest["base_hashes"] == {}
+    assert model.manifest.base == "none", "the demo must carry no third-party weights"
+    assert model.manifest.base_hashes == {}
     assert set(model.labels) == {"background", *make_demo.WORDS}
 
 
