@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
-import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -28,8 +27,11 @@ from typing import Any
 import numpy as np
 
 from hark.config import Config, load_config
+from hark.detector import Detection
 from hark.errors import HarkError
 from hark.sdnotify import Notifier
+from hark.sinks import Sink, close_all
+from hark.sinks import dispatch as dispatch_to
 
 log = logging.getLogger(__name__)
 
@@ -158,19 +160,16 @@ class Daemon:
             if self._stop.is_set():
                 return
 
-    def dispatch(self, detection: Any) -> None:
-        """Hand one detection to every sink; a failing sink is logged and the others still run."""
+    @property
+    def sinks(self) -> list[Sink]:
+        """The sinks in the order a detection reaches them: pins, MQTT outbox, capture."""
+        return [sink for sink in (self.gpio, self.mqtt, self.recorder) if sink is not None]
+
+    def dispatch(self, detection: Detection) -> None:
+        """Print one detection and hand it to every sink; a failing sink is logged and the others still run."""
         self.detections += 1
-        print(f"{detection.time_s:9.3f} s  {detection.label:<16} {detection.score:.3f}", flush=True)
-        if self.gpio is not None:
-            self.gpio.detection(detection.label)
-        if self.mqtt is not None:
-            try:
-                self.mqtt.publish_event(detection.label, detection.score)
-            except (sqlite3.Error, OSError) as err:
-                log.error("MQTT outbox: could not store the %s event (%s)", detection.label, err)
-        if self.recorder is not None:
-            self.recorder.capture(detection)
+        print(detection.line(), flush=True)
+        dispatch_to(self.sinks, detection)
 
     def run(self) -> int:
         """Listen until the input ends or a signal comes; returns the exit code."""
@@ -214,15 +213,11 @@ class Daemon:
 
     def _shutdown(self) -> None:
         self.notifier.stopping()
-        if self.recorder is not None:
-            self.recorder.close()
         if self.mqtt is not None:
             ended = self.input_path is not None and not self._stop.is_set()
             if ended and not self.mqtt.flush(self.config.mqtt.flush_s):
                 log.warning("MQTT: broker did not take every event within %.0f s", self.config.mqtt.flush_s)
-            self.mqtt.stop()
-        if self.gpio is not None:
-            self.gpio.close()
+        close_all(reversed(self.sinks))  # capture, outbox, pins: the reverse of the order they act in
         if self.source is not None:
             self.source.close()
         self.notifier.close()

@@ -68,6 +68,12 @@ class Detection:
     def as_dict(self) -> dict[str, Any]:
         return {"label": self.label, "score": round(self.score, 4), "time_s": round(self.time_s, 3)}
 
+    def line(self) -> str:
+        """The one way a detection is printed (``hark detect``, ``listen`` and ``run``):
+        stream time as minutes:seconds, label, score; ``--json`` prints :meth:`as_dict`."""
+        minutes, seconds = divmod(self.time_s, 60)
+        return f"{int(minutes):02d}:{seconds:06.3f}  {self.label:<20} {self.score:.3f}"
+
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)

@@ -44,6 +44,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from hark import __version__
 from hark.config import MqttConfig
+from hark.detector import Detection
 from hark.errors import HarkError
 from hark.labels import BACKGROUND
 from hark.recorder import ClipRequest, parse_record_payload
@@ -330,6 +331,17 @@ class MqttPublisher:
             log.exception("MQTT: command on %s failed", message.topic)
 
     # ------------------------------------------------------------ events
+
+    def on_detection(self, detection: Detection) -> None:
+        """The :class:`hark.sinks.Sink` call: queue the event; an outbox that cannot store it is logged."""
+        try:
+            self.publish_event(detection.label, detection.score)
+        except (sqlite3.Error, OSError) as err:
+            log.error("MQTT outbox: could not store the %s event (%s)", detection.label, err)
+
+    def close(self) -> None:
+        """The :class:`hark.sinks.Sink` call: :meth:`stop`."""
+        self.stop()
 
     def publish_event(self, label: str, score: float, *, when: datetime | None = None) -> int:
         """Queue a detection (persisted before returning); returns its event id. Never waits for the network."""

@@ -292,6 +292,10 @@ class Recorder:
         self._notify_recording(True)
         return True
 
+    def on_detection(self, detection: DetectionLike) -> None:
+        """The :class:`hark.sinks.Sink` call: :meth:`capture`."""
+        self.capture(detection)
+
     def capture(self, detection: DetectionLike) -> bool:
         """Save ``detection``'s audio (and a JSON sidecar) under ``captures/<label>/`` when capture is on.
 
