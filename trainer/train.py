@@ -36,6 +36,7 @@ from hark.frontend import Frontend, build_frontend
 from hark.labels import BACKGROUND
 from hark.manifest import DEFAULT_DECISION_S, ClassifySpec, HeadSpec, Manifest, read_manifest
 from hark.trainer import features as F
+from hark.trainer import metrics as M
 from hark.trainer.negatives import BankClip
 from hark.trainer.perturb import perturb
 from hark.verifier import VERIFIER_FILE, Verifier, VerifierSpec
@@ -344,20 +345,8 @@ def decide(peaks: np.ndarray, labels: list[str], thresholds: dict[str, float]) -
 
 
 def clip_metrics(pred: np.ndarray, truth: np.ndarray, labels: list[str]) -> dict[str, Any]:
-    n = len(labels)
-    confusion = np.zeros((n, n), np.int64)
-    for t, p in zip(truth, pred):
-        confusion[t, p] += 1
-    per_class = {}
-    for i, label in enumerate(labels):
-        tp = confusion[i, i]
-        per_class[label] = {
-            "precision": float(tp / confusion[:, i].sum()) if confusion[:, i].sum() else None,
-            "recall": float(tp / confusion[i].sum()) if confusion[i].sum() else None,
-            "support": int(confusion[i].sum()),
-        }
-    return {"accuracy": float((pred == truth).mean()) if len(truth) else None,
-            "per_class": per_class, "confusion": confusion.tolist()}
+    """Accuracy, precision and recall per class and the confusion matrix of clip decisions."""
+    return M.summary(M.confusion_matrix(truth, pred, len(labels)), labels)
 
 
 def group_peaks(model: Any, groups: list[tuple[int, np.ndarray, str]], n: int) -> tuple[np.ndarray, np.ndarray]:

@@ -39,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 from hark.audiofile import find_audio, read_audio  # noqa: E402
 from hark.model import Model  # noqa: E402
+from hark.trainer import metrics as M  # noqa: E402
 from hark.trainer.train import TrainOptions, train  # noqa: E402
 
 REAL = SHARED / "data" / "real"
@@ -57,14 +58,14 @@ def link_dataset(root: Path, clips: dict[str, list[Path]], background: Path | No
 
 
 def accuracy(model_dir: Path, tests: dict[str, list[Path]]) -> tuple[float, dict[str, float]]:
+    """Clip accuracy and each class's recall, from the confusion matrix (hark.trainer.metrics)."""
     model = Model.load(model_dir)
-    per_class, hits, total = {}, 0, 0
-    for label, paths in tests.items():
-        ok = sum(model.classify(read_audio(p)).label == label for p in paths)
-        per_class[label] = ok / len(paths)
-        hits += ok
-        total += len(paths)
-    return hits / total, per_class
+    index = {label: i for i, label in enumerate(model.labels)}
+    truth = [index[label] for label, paths in tests.items() for _ in paths]
+    predicted = [index[model.classify(read_audio(p)).label] for paths in tests.values() for p in paths]
+    confusion = M.confusion_matrix(truth, predicted, len(model.labels))
+    recall = M.per_class(confusion, model.labels)
+    return float(M.accuracy(confusion) or 0.0), {label: recall[label]["recall"] for label in tests}
 
 
 def split(folder: Path, per_class: int, seed: int) -> list[Path]:
