@@ -205,6 +205,9 @@ class MqttPublisher:
             f"{prefix}/event/{uid}/detection/config": {
                 "name": "Sound",
                 "unique_id": f"{uid}_detection",
+                # Entity ids the README's automations can name: Home Assistant reads default_entity_id
+                # from 2025.10 on and stopped reading object_id in 2026.4; older versions read object_id.
+                "default_entity_id": f"event.{uid}_detection",
                 "object_id": f"{uid}_detection",
                 "state_topic": self.topic("event"),
                 "event_types": list(self.labels),
@@ -215,6 +218,7 @@ class MqttPublisher:
             f"{prefix}/switch/{uid}/mute/config": {
                 "name": "Mute",
                 "unique_id": f"{uid}_mute",
+                "default_entity_id": f"switch.{uid}_mute",
                 "command_topic": self.topic("mute/set"),
                 "state_topic": self.topic("state"),
                 "value_template": "{{ 'ON' if value_json.muted else 'OFF' }}",
@@ -227,6 +231,7 @@ class MqttPublisher:
                 docs[f"{prefix}/binary_sensor/{uid}/{label}/config"] = {
                     "name": label,
                     "unique_id": f"{uid}_{label}",
+                    "default_entity_id": f"binary_sensor.{uid}_{label}",
                     "state_topic": self.topic(f"detected/{label}"),
                     "payload_on": "ON",
                     "off_delay": self.config.off_delay,
