@@ -125,6 +125,7 @@ class Outbox:
         self._writable = False
         self._memory: deque[tuple[int, str, str]] = deque()  # (id, topic, body) not yet on disk
         self._last_id: int | None = None  # None: unknown (the file never opened)
+        self._acked_upto = 0  # rows up to this id are acknowledged but could not be deleted yet (disk full)
         self._retry_at = 0.0
         self._problem: str | None = None
         with self._lock:
@@ -243,7 +244,8 @@ class Outbox:
 
     def _maintain(self) -> None:
         """Try the file again when it was unusable, and move events held in memory to it."""
-        if (self._db is not None and self._writable and not self._memory) or time.monotonic() < self._retry_at:
+        if (self._db is not None and self._writable and not self._memory and not self._acked_upto) \
+                or time.monotonic() < self._retry_at:
             return
         if self._db is None:
             self._open()
@@ -257,6 +259,8 @@ class Outbox:
         moved = len(self._memory)
         try:
             self._db.execute("BEGIN IMMEDIATE")
+            if self._acked_upto:
+                self._db.execute("DELETE FROM outbox WHERE id <= ?", (self._acked_upto,))
             for row in self._memory:
                 self._db.execute("INSERT OR IGNORE INTO outbox (id, topic, body) VALUES (?, ?, ?)", row)
             self._db.execute("COMMIT")
@@ -266,6 +270,7 @@ class Outbox:
             self._failed(err, writing=True)
             return
         self._memory.clear()
+        self._acked_upto = 0
         if self._problem is not None:
             log.warning("MQTT outbox: %s can be written again; %d event(s) moved there from memory", self.path, moved)
             self._problem = None
@@ -336,7 +341,8 @@ class Outbox:
                 if self._db is None:
                     break
                 try:
-                    row = self._db.execute("SELECT id, topic, body FROM outbox ORDER BY id LIMIT 1").fetchone()
+                    row = self._db.execute("SELECT id, topic, body FROM outbox WHERE id > ? ORDER BY id LIMIT 1",
+                                           (self._acked_upto,)).fetchone()
                 except sqlite3.Error as err:
                     self._failed(err, writing=False)
                     continue
@@ -368,6 +374,8 @@ class Outbox:
             try:
                 self._db.execute("DELETE FROM outbox WHERE id = ?", (event_id,))
             except sqlite3.Error as err:
+                # A full disk can refuse even a delete: remember the ack (events leave in order) and delete later.
+                self._acked_upto = max(self._acked_upto, event_id)
                 self._failed(err, writing=True)
 
     def __len__(self) -> int:
@@ -375,7 +383,8 @@ class Outbox:
             on_disk = 0
             if self._db is not None:
                 try:
-                    on_disk = int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+                    on_disk = int(self._db.execute("SELECT COUNT(*) FROM outbox WHERE id > ?",
+                                                   (self._acked_upto,)).fetchone()[0])
                 except sqlite3.Error as err:
                     self._failed(err, writing=False)
             return on_disk + len(self._memory)

@@ -23,6 +23,7 @@ from hark.errors import HarkError
 from hark.mqtt import MqttPublisher, Outbox, parse_mute, parse_record
 from hark.recorder import ClipRequest
 from tests.fixtures.broker import Broker, Subscriber
+from tests.fixtures.tmpfs import fill
 
 LABELS = ["background", "beep", "chirp"]
 ROOT = Path(__file__).resolve().parents[2]
@@ -389,3 +390,59 @@ def test_bad_rows_are_dropped_with_a_warning(broker: Broker, tmp_path: Path, cap
     dropped = [r.getMessage() for r in caplog.records if "its row is damaged" in r.getMessage()]
     assert len(dropped) == 3 and all(r.levelno == logging.WARNING for r in caplog.records
                                      if "its row is damaged" in r.getMessage())
+
+
+def test_full_disk_at_start_holds_events_in_memory_until_it_can_write(
+        broker: Broker, small_tmpfs: Path, caplog: pytest.LogCaptureFixture) -> None:
+    filler = fill(small_tmpfs)
+    sub = Subscriber(broker, ["hark/kitchen/event"])
+    # old code: HarkError, "hark run" exits 2. Reconnects after 3 s: the new subscriber is in place first.
+    pub = publisher(broker, small_tmpfs, reconnect_min_s=3, reconnect_max_s=3)
+    after: Subscriber | None = None
+    try:
+        ids = [pub.publish_event("beep", 0.9) for _ in range(10)]
+        assert pub.outbox.in_memory >= 1
+        assert pub.flush(10)
+        sub.wait_for(lambda: [e["id"] for e in events(sub)] == ids)
+        broker.kill()  # events now wait: in memory while the disk is full
+        ids += [pub.publish_event("chirp", 0.8) for _ in range(5)]
+        assert pub.outbox.in_memory == 5
+        filler.unlink()
+        deadline = time.monotonic() + 15
+        while pub.outbox.in_memory and time.monotonic() < deadline:
+            ids.append(pub.publish_event("beep", 0.7))  # each add tries the file again once it is due
+            time.sleep(0.5)
+        assert pub.outbox.in_memory == 0, "moved to the file once it could be written"
+        assert (small_tmpfs / "mqtt-outbox.sqlite3").stat().st_size > 0
+        broker.start()
+        after = Subscriber(broker, ["hark/kitchen/event"])
+        assert pub.flush(20)
+        # ``sub`` comes back too, at its own pace: the ten before the outage from it, the rest from ``after``.
+        after.wait_for(lambda: [e["id"] for e in events(sub)[:10] + events(after)] == ids, timeout=10)
+    finally:
+        pub.stop()
+        sub.close()
+        if after is not None:
+            after.close()
+    warned = [r.getMessage() for r in caplog.records if "held in memory (at most" in r.getMessage()]
+    assert len(warned) == 1, warned  # once, not per event
+
+
+def test_disk_filling_mid_run_loses_no_event(broker: Broker, small_tmpfs: Path) -> None:
+    pub = publisher(broker, small_tmpfs, reconnect_min_s=3, reconnect_max_s=3)
+    sub: Subscriber | None = None
+    try:
+        broker.kill()
+        ids = [pub.publish_event("beep", 0.9) for _ in range(5)]  # on disk
+        assert pub.outbox.in_memory == 0
+        fill(small_tmpfs)
+        ids += [pub.publish_event("chirp", 0.8) for _ in range(200)]  # the file cannot grow: memory
+        assert pub.outbox.in_memory > 0
+        broker.start()
+        sub = Subscriber(broker, ["hark/kitchen/event"])
+        assert pub.flush(30)
+        sub.wait_for(lambda: [e["id"] for e in events(sub)] == ids, timeout=10)
+    finally:
+        pub.stop()
+        if sub is not None:
+            sub.close()
