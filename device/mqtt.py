@@ -32,6 +32,7 @@ import json
 import logging
 import os
 import queue
+import re
 import socket
 import sqlite3
 import ssl
@@ -56,12 +57,17 @@ from hark.recorder import ClipRequest, parse_record_payload
 log = logging.getLogger(__name__)
 
 
+# paho's ERROR lines that repeat on every attempt while the broker is away; hark says why once itself.
+_SAID_BY_US = ("Client is not connected", "failed to receive on socket", "failed to send on socket")
+_SSL_NOISE = re.compile(r"^\[[A-Z]+: [A-Z0-9_]+\] | \(_ssl\.c:\d+\)$")
+
+
 class _ReconnectNoise(logging.Filter):
     """paho 2.2 logs "Client is not connected" as an ERROR on every loop pass while it waits to
     reconnect; the outage is already reported once by our own callbacks, so those lines become DEBUG."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno >= logging.ERROR and str(record.msg).startswith("Client is not connected"):
+        if record.levelno >= logging.ERROR and str(record.msg).startswith(_SAID_BY_US):
             record.levelno, record.levelname = logging.DEBUG, "DEBUG"
             return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
         return True
@@ -524,6 +530,7 @@ class MqttPublisher:
         self._progress_at = time.monotonic()  # last time nothing was stuck: no event waiting on a live broker
         self._failing_since: float | None = None  # the sender's first unexpected error in a row
         self._problem: str | None = None  # why the broker is not reached, logged once per change
+        self._socket_error: str | None = None
         self._announced_at = -ANNOUNCE_MIN_S
         self._announce_due = False
         self._ignored_retained: set[str] = set()
@@ -610,6 +617,7 @@ class MqttPublisher:
         client.max_inflight_messages_set(50)
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
+        client.on_log = self._on_log
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
         client.on_message = self._on_message
@@ -635,6 +643,13 @@ class MqttPublisher:
             log.warning("MQTT: %s; retrying with backoff, events wait in the outbox", problem)
         else:
             log.debug("MQTT: %s (still)", problem)
+
+    def _on_log(self, client: mqtt.Client, userdata: Any, level: int, text: str) -> None:
+        # The socket error behind a dropped connection reaches us only as paho's log line; keep it for
+        # on_disconnect, whose reason code says just "Unspecified error".
+        for prefix in ("failed to receive on socket: ", "failed to send on socket: "):
+            if text.startswith(prefix):
+                self._socket_error = _SSL_NOISE.sub("", text[len(prefix):]).strip()
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
         # paho calls this inside its ``except OSError`` around the attempt: the exception is the reason.
@@ -668,9 +683,19 @@ class MqttPublisher:
         self._publish_state()
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        was_connected = self._connected.is_set()
         self._connected.clear()
-        if not self._stopping:
-            self._trouble(f"lost the broker ({reason})")
+        detail, self._socket_error = self._socket_error, None
+        if self._stopping:
+            return
+        if was_connected:
+            self._trouble(f"lost the broker ({detail or reason})")
+        elif detail:
+            hint = (" (the broker wants a client certificate: set mqtt.tls.cert_file and key_file)"
+                    if "certificate required" in detail else "")
+            self._trouble(f"the broker at {self.config.host}:{self.config.effective_port} closed the connection: "
+                          f"{detail}{hint}")
+        # Otherwise the broker refused the CONNECT, and _on_connect said why.
 
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, properties: Any) -> None:
         # Called with paho's locks held: hand the ack to the sender thread, never publish from here.

@@ -18,11 +18,12 @@ import numpy as np
 import pytest
 
 from hark import __version__
-from hark.config import MqttConfig
+from hark.config import MqttConfig, TlsConfig
 from hark.errors import HarkError
 from hark.mqtt import MqttPublisher, Outbox, parse_mute, parse_record
 from hark.recorder import ClipRequest
-from tests.fixtures.broker import Broker, Subscriber
+from tests.fixtures.broker import Broker, Subscriber, free_port
+from tests.fixtures.tls import Pki, TlsBroker, make_pki
 from tests.fixtures.tmpfs import fill
 
 LABELS = ["background", "beep", "chirp"]
@@ -446,3 +447,92 @@ def test_disk_filling_mid_run_loses_no_event(broker: Broker, small_tmpfs: Path) 
         pub.stop()
         if sub is not None:
             sub.close()
+
+
+# ---------------------------------------------------------------- why the broker is not reached
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+def broker_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "hark.mqtt" and r.levelno == logging.WARNING]
+
+
+@pytest.mark.parametrize("case", ["dns", "refused", "wrong ca", "no client certificate", "password"])
+def test_every_reason_the_broker_is_not_reached_is_a_warning_once(
+        case: str, pki: Pki, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="hark.mqtt")
+    server: TlsBroker | None = None
+    over: dict[str, object] = {}
+    if case == "dns":
+        host, port, expected = "no-such-broker.invalid", 1883, "cannot resolve 'no-such-broker.invalid'"
+    elif case == "refused":
+        host, port = "127.0.0.1", free_port()
+        expected = f"127.0.0.1:{port} refused the connection (is the broker running, on this port?)"
+    elif case == "wrong ca":
+        server = TlsBroker(tmp_path / "broker", pki)
+        host, port = server.host, server.port
+        over["tls"] = TlsConfig(ca_file=pki.wrong_ca)
+        expected = f"TLS: the broker's certificate at 127.0.0.1:{port} was refused: self-signed certificate in"
+    elif case == "no client certificate":
+        server = TlsBroker(tmp_path / "broker", pki)
+        server.conf.write_text(server.conf.read_text() + "require_certificate true\n")
+        host, port = server.host, server.port
+        over["tls"] = TlsConfig(ca_file=pki.ca)
+        expected = (f"the broker at 127.0.0.1:{port} closed the connection: tlsv13 alert certificate required "
+                    "(the broker wants a client certificate: set mqtt.tls.cert_file and key_file)")
+    else:
+        server = TlsBroker(tmp_path / "broker", users={"hark": "right"})
+        host, port = server.host, server.port
+        over.update(username="hark", password="wrong")
+        expected = "refused the connection: Not authorized (check mqtt.username and the password)"
+    if server is not None:
+        server.start()
+    cfg = MqttConfig(host=host, port=port, device_id="kitchen", keepalive=5, reconnect_min_s=0.5,
+                     reconnect_max_s=0.5, **over)  # type: ignore[arg-type]
+    pub = MqttPublisher(cfg, state_dir=tmp_path, model_name="tones", labels=LABELS)
+    pub.start()
+    try:
+        pub.publish_event("beep", 0.9)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and sum(expected in m for m in broker_warnings(caplog)) < 1:
+            time.sleep(0.1)
+        time.sleep(3.0)  # more attempts, each failing the same way
+        attempts = sum("(still)" in r.getMessage() for r in caplog.records)
+        assert attempts >= 1, "the failure repeated"
+        warned = broker_warnings(caplog)
+        assert sum(expected in m for m in warned) == 1, warned
+        assert len(warned) == 1, warned
+        assert pub.pending == 1
+    finally:
+        pub.stop(timeout=1)
+        if server is not None:
+            server.kill()
+    assert "right" not in caplog.text and "wrong\n" not in caplog.text
+
+
+def test_tls_broker_reached_and_reason_logged_again_after_a_change(pki: Pki, tmp_path: Path,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    server = TlsBroker(tmp_path / "broker", pki)
+    cfg = MqttConfig(host=server.host, port=server.port, device_id="kitchen", keepalive=5, reconnect_min_s=0.5,
+                     reconnect_max_s=0.5, tls=TlsConfig(ca_file=pki.ca, cert_file=pki.client_cert,
+                                                         key_file=pki.client_key))
+    pub = MqttPublisher(cfg, state_dir=tmp_path, model_name="tones", labels=LABELS)
+    pub.start()
+    try:
+        ids = [pub.publish_event("beep", 0.9)]
+        time.sleep(1.5)  # refused: nothing listens yet
+        server.start()
+        ids.append(pub.publish_event("chirp", 0.8))
+        assert pub.flush(10), "delivered over TLS once the broker is up"
+        server.kill()
+        time.sleep(1.5)
+    finally:
+        pub.stop(timeout=1)
+    warned = broker_warnings(caplog)
+    refused = [m for m in warned if "refused the connection" in m]
+    assert len(refused) == 2, warned  # before the first connect, and again after the connection was lost
+    assert any("lost the broker" in m for m in warned)
