@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
-import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -28,33 +27,44 @@ from typing import Any
 import numpy as np
 
 from hark.config import Config, load_config
+from hark.detector import Detection
 from hark.sdnotify import Notifier
+from hark.sinks import Sink, close_all
+from hark.sinks import dispatch as dispatch_to
 
 log = logging.getLogger(__name__)
 
 STALL_S = 10.0  # no audio chunk for this long: stop pinging the systemd watchdog
 
 
+def load_pipeline(config: Config) -> Any:
+    """The model and detector ``hark run`` listens with: the bundle loaded and validated (manifest,
+    hashes, the head's tensors, the frontend), the config's labels checked against it and its
+    overrides applied. ``hark check`` calls this very function, so it refuses what ``run`` would."""
+    from hark.model import Model
+    from hark.pipeline import Pipeline
+
+    model = Model.load(config.model)
+    config.check_labels(model.labels)
+    return Pipeline(
+        model,
+        thresholds=dict(config.detection.thresholds) or None,
+        refractory_s=dict(config.detection.refractory_s) or None,
+        verify=config.detection.verify,
+    )
+
+
 class Daemon:
     """The parts of ``hark run`` wired together; :meth:`run` is the loop."""
 
     def __init__(self, config: Config, *, input_path: str | Path | None = None, realtime: bool = False) -> None:
-        from hark.model import Model
-        from hark.pipeline import Pipeline
-
         self.config = config
         self.input_path = Path(input_path) if input_path is not None else None
         self.realtime = realtime
-        self.model = Model.load(config.model)
-        config.check_labels(self.model.labels)
+        self.pipeline = load_pipeline(config)
+        self.model = self.pipeline.model
         self.model_name = self.model.bundle.name
         self.classes = self.model.bundle.classes
-        self.pipeline = Pipeline(
-            self.model,
-            thresholds=dict(config.detection.thresholds) or None,
-            refractory_s=dict(config.detection.refractory_s) or None,
-            verify=config.detection.verify,
-        )
         self.state_dir = config.resolve_state_dir()
         try:
             self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -151,19 +161,16 @@ class Daemon:
             if self._stop.is_set():
                 return
 
-    def dispatch(self, detection: Any) -> None:
-        """Hand one detection to every sink; a failing sink is logged and the others still run."""
+    @property
+    def sinks(self) -> list[Sink]:
+        """The sinks in the order a detection reaches them: pins, MQTT outbox, capture."""
+        return [sink for sink in (self.gpio, self.mqtt, self.recorder) if sink is not None]
+
+    def dispatch(self, detection: Detection) -> None:
+        """Print one detection and hand it to every sink; a failing sink is logged and the others still run."""
         self.detections += 1
-        print(f"{detection.time_s:9.3f} s  {detection.label:<16} {detection.score:.3f}", flush=True)
-        if self.gpio is not None:
-            self.gpio.detection(detection.label)
-        if self.mqtt is not None:
-            try:
-                self.mqtt.publish_event(detection.label, detection.score)
-            except (sqlite3.Error, OSError) as err:
-                log.error("MQTT outbox: could not store the %s event (%s)", detection.label, err)
-        if self.recorder is not None:
-            self.recorder.capture(detection)
+        print(detection.line(), flush=True)
+        dispatch_to(self.sinks, detection)
 
     def healthy(self) -> bool:
         """What the systemd watchdog is pinged on: audio keeps coming and events are not stuck."""
@@ -213,15 +220,11 @@ class Daemon:
 
     def _shutdown(self) -> None:
         self.notifier.stopping()
-        if self.recorder is not None:
-            self.recorder.close()
         if self.mqtt is not None:
             ended = self.input_path is not None and not self._stop.is_set()
             if ended and not self.mqtt.flush(self.config.mqtt.flush_s):
                 log.warning("MQTT: broker did not take every event within %.0f s", self.config.mqtt.flush_s)
-            self.mqtt.stop()
-        if self.gpio is not None:
-            self.gpio.close()
+        close_all(reversed(self.sinks))  # capture, outbox, pins: the reverse of the order they act in
         if self.source is not None:
             self.source.close()
         self.notifier.close()

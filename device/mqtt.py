@@ -50,6 +50,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from hark import __version__
 from hark.config import MqttConfig
+from hark.detector import Detection
 from hark.errors import HarkError
 from hark.labels import BACKGROUND
 from hark.recorder import ClipRequest, parse_record_payload
@@ -567,6 +568,9 @@ class MqttPublisher:
             f"{prefix}/event/{uid}/detection/config": {
                 "name": "Sound",
                 "unique_id": f"{uid}_detection",
+                # Entity ids the README's automations can name: Home Assistant reads default_entity_id
+                # from 2025.10 on and stopped reading object_id in 2026.4; older versions read object_id.
+                "default_entity_id": f"event.{uid}_detection",
                 "object_id": f"{uid}_detection",
                 "state_topic": self.topic("event"),
                 "event_types": list(self.labels),
@@ -577,6 +581,7 @@ class MqttPublisher:
             f"{prefix}/switch/{uid}/mute/config": {
                 "name": "Mute",
                 "unique_id": f"{uid}_mute",
+                "default_entity_id": f"switch.{uid}_mute",
                 "command_topic": self.topic("mute/set"),
                 "state_topic": self.topic("state"),
                 "value_template": "{{ 'ON' if value_json.muted else 'OFF' }}",
@@ -589,6 +594,7 @@ class MqttPublisher:
                 docs[f"{prefix}/binary_sensor/{uid}/{label}/config"] = {
                     "name": label,
                     "unique_id": f"{uid}_{label}",
+                    "default_entity_id": f"binary_sensor.{uid}_{label}",
                     "state_topic": self.topic(f"detected/{label}"),
                     "payload_on": "ON",
                     "off_delay": self.config.off_delay,
@@ -735,6 +741,17 @@ class MqttPublisher:
             log.exception("MQTT: command on %s failed", message.topic)
 
     # ------------------------------------------------------------ events
+
+    def on_detection(self, detection: Detection) -> None:
+        """The :class:`hark.sinks.Sink` call: queue the event; an outbox that cannot store it is logged."""
+        try:
+            self.publish_event(detection.label, detection.score)
+        except (sqlite3.Error, OSError) as err:
+            log.error("MQTT outbox: could not store the %s event (%s)", detection.label, err)
+
+    def close(self) -> None:
+        """The :class:`hark.sinks.Sink` call: :meth:`stop`."""
+        self.stop()
 
     def publish_event(self, label: str, score: float, *, when: datetime | None = None) -> int:
         """Queue a detection (persisted before returning); returns its event id. Never waits for the network."""

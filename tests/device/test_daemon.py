@@ -19,7 +19,7 @@ from tests.fixtures.tmpfs import fill
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = [(2.0, "beep"), (5.0, "chirp"), (8.0, "beep"), (11.0, "chirp")]
-DETECTION_LINE = re.compile(r"^\s*([\d.]+) s  (\S+)\s+([\d.]+)$")
+DETECTION_LINE = re.compile(r"^(\d+):([\d.]+)  (\S+)\s+([\d.]+)$")
 
 
 def hark(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -49,7 +49,7 @@ def detections_of(stdout: str) -> list[tuple[str, float]]:
     for line in stdout.splitlines():
         m = DETECTION_LINE.match(line)
         if m:
-            out.append((m.group(2), round(float(m.group(1)), 3)))
+            out.append((m.group(3), round(60 * int(m.group(1)) + float(m.group(2)), 3)))
     return out
 
 

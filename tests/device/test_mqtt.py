@@ -93,12 +93,16 @@ def test_event_state_availability_and_discovery_on_the_wire(broker: Broker, tmp_
         assert doc["state_topic"] == "hark/kitchen/event"
         assert doc["availability_topic"] == "hark/kitchen/availability"
         assert doc["unique_id"] == "hark_kitchen_detection"
+        assert doc["default_entity_id"] == "event.hark_kitchen_detection" == "event." + doc["object_id"]
+        (switch,) = late.on("homeassistant/switch/hark_kitchen/mute/config")
+        assert switch.json()["default_entity_id"] == "switch.hark_kitchen_mute"
         assert doc["device"]["identifiers"] == ["hark_kitchen"]
         assert doc["device"]["sw_version"] == __version__
         assert {"name", "model"} <= set(doc["device"])
         assert doc["origin"]["name"] == "hark"
         (sensor,) = late.on("homeassistant/binary_sensor/hark_kitchen/beep/config")
         assert sensor.json()["off_delay"] == 3 and sensor.json()["state_topic"] == "hark/kitchen/detected/beep"
+        assert sensor.json()["default_entity_id"] == "binary_sensor.hark_kitchen_beep"
         assert late.on("homeassistant/binary_sensor/hark_kitchen/chirp/config")
         assert not late.on("hark/kitchen/event"), "events must not be retained"
         assert not late.on("homeassistant/binary_sensor/hark_kitchen/background/config")
