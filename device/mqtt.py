@@ -49,7 +49,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from hark import __version__
-from hark.config import MqttConfig
+from hark.config import Config, MqttConfig
 from hark.detector import Detection
 from hark.errors import HarkError
 from hark.labels import BACKGROUND
@@ -449,6 +449,77 @@ def tls_context(config: MqttConfig) -> ssl.SSLContext | None:
     return ctx
 
 
+def new_client(config: MqttConfig, *, client_id: str) -> mqtt.Client:
+    """A paho client with the credentials and TLS context of ``config`` (what ``run`` and ``check`` connect with)."""
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311,
+                         clean_session=True)
+    client.enable_logger(_paho_log)
+    if config.username:
+        client.username_pw_set(config.username, config.read_password())
+    context = tls_context(config)
+    if context is not None:
+        client.tls_set_context(context)
+        client.tls_insecure_set(config.tls.insecure if config.tls else False)
+    return client
+
+
+def validate(config: Config) -> None:
+    """Everything ``hark run`` refuses about the ``mqtt`` section, raised at the key's line in the config:
+    the password file must be readable and the TLS files must make a context. ``hark check`` calls this too."""
+    mqtt_cfg = config.mqtt
+    if mqtt_cfg is None:
+        return
+    try:
+        mqtt_cfg.read_password()
+        tls_context(mqtt_cfg)
+    except HarkError as err:
+        key, sep, problem = str(err).partition(": ")
+        if sep and key.startswith("mqtt."):
+            raise config.error(key, problem) from None
+        if mqtt_cfg.password_file is not None and str(mqtt_cfg.password_file) in key:
+            raise config.error("mqtt.password_file", str(err)) from None
+        raise
+
+
+def probe_broker(config: MqttConfig, *, timeout: float = 5.0) -> str | None:
+    """Connect once as ``hark check`` does (its own client id, so a running daemon is not kicked off);
+    None when the broker accepted the login, else why not, in the words the daemon logs."""
+    client = new_client(config, client_id=f"hark-{config.effective_device_id}-check")
+    answer: list[str | None] = []
+    done = threading.Event()
+
+    def on_connect(client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        answer.append(None if not reason.is_failure else
+                      f"the broker refused the connection: {reason}"
+                      f"{' (check mqtt.username and the password)' if _is_auth(reason) else ''}")
+        done.set()
+
+    socket_error: list[str] = []
+
+    def on_log(client: mqtt.Client, userdata: Any, level: int, text: str) -> None:
+        if text.startswith("failed to receive on socket: "):
+            socket_error.append(_SSL_NOISE.sub("", text.split(": ", 1)[1]).strip())
+            done.set()
+
+    client.on_connect = on_connect
+    client.on_log = on_log
+    host, port = config.host, config.effective_port
+    try:
+        client.connect(host, port, keepalive=max(5, int(timeout) + 1))
+    except (OSError, ValueError) as err:
+        return describe_connect_error(err, host, port)
+    client.loop_start()
+    try:
+        if not done.wait(timeout):
+            return f"no answer from {host}:{port} within {timeout:g} s (connected, but no CONNACK)"
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    if answer:
+        return answer[0]
+    return f"{host}:{port} closed the connection: {socket_error[0] if socket_error else 'no reason given'}"
+
+
 def _tls_reason(err: BaseException) -> str:
     if isinstance(err, ssl.SSLCertVerificationError) and err.verify_message:
         return str(err.verify_message)
@@ -607,15 +678,7 @@ class MqttPublisher:
 
     def _make_client(self) -> mqtt.Client:
         cfg = self.config
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"hark-{self.device_id}",
-                             protocol=mqtt.MQTTv311, clean_session=True)
-        client.enable_logger(_paho_log)
-        if cfg.username:
-            client.username_pw_set(cfg.username, cfg.read_password())
-        context = tls_context(cfg)
-        if context is not None:
-            client.tls_set_context(context)
-            client.tls_insecure_set(cfg.tls.insecure if cfg.tls else False)
+        client = new_client(cfg, client_id=f"hark-{self.device_id}")
         client.will_set(self.topic("availability"), "offline", qos=1, retain=True)
         client.reconnect_delay_set(min_delay=max(1, round(cfg.reconnect_min_s)),
                                    max_delay=max(1, round(cfg.reconnect_max_s)))
