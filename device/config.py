@@ -244,6 +244,13 @@ class RecordingConfig:
     capture: bool = False
     capture_seconds: float = field(default=3.0, metadata=_meta(minimum=0.5, maximum=30.0))
     captures: Path | None = None
+    # What a remote request (MQTT record/set, a button) may ask for: the model's classes and these
+    # new labels (a new class to train); the shortest clip; how many clips a minute.
+    labels: tuple[str, ...] = field(default=(), metadata=_meta(check=_check_label_key))
+    min_seconds: float = field(default=0.5, metadata=_meta(minimum=0.1, maximum=30.0))
+    max_per_minute: int = field(default=10, metadata=_meta(minimum=1, maximum=600))
+    # Recording (clips and captures) stops with one warning once the dataset and captures folders hold this much.
+    max_dataset_mb: float = field(default=1000.0, metadata=_meta(minimum=1.0, maximum=1_000_000.0))
 
 
 @dataclass(frozen=True)
@@ -486,5 +493,7 @@ def _cross_check(config: Config) -> None:
             raise config.error("mqtt.reconnect_max_s", "must not be below reconnect_min_s")
         if mqtt.tls and (mqtt.tls.cert_file is None) != (mqtt.tls.key_file is None):
             raise config.error("mqtt.tls", "a client certificate needs both cert_file and key_file")
+    if config.recording.min_seconds > min(config.recording.clip_seconds, config.recording.background_seconds):
+        raise config.error("recording.min_seconds", "must not be above recording.clip_seconds or background_seconds")
     if config.recording.capture_seconds > config.recording.max_seconds:
         raise config.error("recording.capture_seconds", "must not be above recording.max_seconds")

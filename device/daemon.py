@@ -102,6 +102,10 @@ class Daemon:
             background_seconds=rec.background_seconds, max_seconds=rec.max_seconds,
             capture=rec.capture, capture_seconds=rec.capture_seconds, model=self.model_name,
             on_recording=self._on_recording,
+            # What anyone on the broker (or at the buttons) may ask for: bounded in labels, length, rate and disk.
+            labels=[c for c in self.model.labels if c != "background"] + list(rec.labels),
+            min_seconds=rec.min_seconds, max_per_minute=rec.max_per_minute,
+            max_bytes=int(rec.max_dataset_mb * 1e6),
         )
         self.gpio = open_gpio(self.config, classes=self.classes, on_button=self._on_button)
         if self.config.mqtt is not None:
