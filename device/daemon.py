@@ -15,6 +15,7 @@ SIGTERM and SIGINT stop it cleanly: ``offline`` is published and systemd is told
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import signal
 import sqlite3
@@ -41,21 +42,25 @@ class Daemon:
 
     def __init__(self, config: Config, *, input_path: str | Path | None = None, realtime: bool = False) -> None:
         from hark.model import Model
-        from hark.pipeline import Pipeline
 
         self.config = config
         self.input_path = Path(input_path) if input_path is not None else None
         self.realtime = realtime
-        self.model = Model.load(config.model)
+        model_path = config.model
+        if config.web is not None:
+            from hark.web.models import startup_model
+
+            model_path = startup_model(config)
+        self.model = Model.load(model_path)
         config.check_labels(self.model.labels)
         self.model_name = self.model.bundle.name
         self.classes = self.model.bundle.classes
-        self.pipeline = Pipeline(
-            self.model,
-            thresholds=dict(config.detection.thresholds) or None,
-            refractory_s=dict(config.detection.refractory_s) or None,
-            verify=config.detection.verify,
-        )
+        self.pipeline = self._new_pipeline(self.model)
+        # A model swapped in while running (hark.web): applied by the audio loop between two chunks.
+        self._swap: tuple[Any, Any] | None = None
+        self._swapped = threading.Event()
+        self._time_offset = 0.0  # stream seconds before the running pipeline started
+        self.web: Any = None
         self.state_dir = config.resolve_state_dir()
         try:
             self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -73,6 +78,16 @@ class Daemon:
         self.recorder: Any = None
         self.source: Any = None
 
+    def _new_pipeline(self, model: Any) -> Any:
+        from hark.pipeline import Pipeline
+
+        return Pipeline(
+            model,
+            thresholds=dict(self.config.detection.thresholds) or None,
+            refractory_s=dict(self.config.detection.refractory_s) or None,
+            verify=self.config.detection.verify,
+        )
+
     # ------------------------------------------------------------ building the sinks
 
     def _open_sinks(self) -> None:
@@ -86,18 +101,26 @@ class Daemon:
             dataset_dir=dataset, captures_dir=captures, clip_seconds=rec.clip_seconds,
             background_seconds=rec.background_seconds, max_seconds=rec.max_seconds,
             capture=rec.capture, capture_seconds=rec.capture_seconds, model=self.model_name,
-            on_recording=self._on_recording,
+            on_recording=self._on_recording, on_saved=self._on_saved,
         )
-        self.gpio = open_gpio(self.config, classes=self.classes, on_button=self._on_button)
+        self.gpio = open_gpio(self.config, classes=self.classes, on_button=self._on_button, on_wrong=self._on_wrong)
         if self.config.mqtt is not None:
             from hark.mqtt import MqttPublisher
 
             self.mqtt = MqttPublisher(
                 self.config.mqtt, state_dir=self.state_dir, model_name=self.model_name, labels=self.model.labels,
                 on_mute=self._on_mute, on_record=lambda cmd: self._on_button(cmd.label, cmd.seconds),
-                record_max_s=rec.max_seconds,
+                record_max_s=rec.max_seconds, on_wrong=self._on_wrong,
+                model_created=self.model.manifest.get("created"),
             )
             self.mqtt.start()
+        if self.config.web is not None:
+            try:
+                from hark.web.server import WebServer
+            except ModuleNotFoundError as err:
+                raise HarkError(f"web: the page needs {err.name}: pip install 'hark[device]'") from None
+            self.web = WebServer(self, self.config.web)
+            self.web.start()
 
     def _open_source(self) -> Iterable[np.ndarray]:
         from hark.audio import FileSource, MicSource
@@ -118,6 +141,58 @@ class Daemon:
 
     def _on_mute(self, muted: bool) -> None:
         self.muted = muted
+        self._show_state()
+
+    def set_muted(self, muted: bool) -> None:
+        """Mute or unmute (the page, like the MQTT command)."""
+        self._on_mute(muted)
+
+    def _on_saved(self, path: Path) -> None:
+        if self.web is not None:
+            self.web.saved(path)
+
+    def _on_wrong(self) -> None:
+        """The "that was wrong" button or MQTT command: the newest capture goes to the dataset's _unknown_."""
+        from hark.review import mark_latest_wrong
+
+        if self.recorder is None:
+            return
+        try:
+            mark_latest_wrong(self.recorder.captures_dir, self.recorder.dataset_dir)
+        except HarkError as err:
+            log.warning("that was wrong: %s", err)
+
+    def swap_model(self, model: Any, *, timeout: float = 30.0) -> None:
+        """Run ``model`` from the next audio chunk on, without stopping (called from the page's thread).
+
+        The new pipeline is built here, off the audio thread; the loop swaps it in between two
+        chunks, so no audio is skipped, and queued MQTT events are not touched. Raises
+        :class:`HarkError` when the loop did not take it within ``timeout`` seconds.
+        """
+        pipeline = self._new_pipeline(model)
+        self._swapped.clear()
+        self._swap = (model, pipeline)
+        if not self._swapped.wait(timeout):
+            self._swap = None
+            raise HarkError("the audio loop did not take the new model (is audio flowing?)")
+
+    def _apply_swap(self) -> None:
+        swap, self._swap = self._swap, None
+        if swap is None:
+            return
+        model, pipeline = swap
+        self._time_offset += self.pipeline.time_s
+        self.model, self.pipeline = model, pipeline
+        self.model_name = model.bundle.name
+        self.classes = model.bundle.classes
+        if self.recorder is not None:
+            self.recorder.model = self.model_name
+        if self.gpio is not None:
+            self.gpio.classes = list(self.classes)
+        if self.mqtt is not None:
+            self.mqtt.set_model(self.model_name, model.labels, created=model.manifest.get("created"))
+        log.info("now listening for %s with model %s", ", ".join(self.classes), self.model_name)
+        self._swapped.set()
         self._show_state()
 
     def _on_recording(self, active: bool) -> None:
@@ -152,6 +227,9 @@ class Daemon:
 
     def dispatch(self, detection: Any) -> None:
         """Hand one detection to every sink; a failing sink is logged and the others still run."""
+        if self._time_offset:
+            # After a model swap the pipeline's clock restarted; the recorder's goes on.
+            detection = dataclasses.replace(detection, time_s=detection.time_s + self._time_offset)
         self.detections += 1
         print(f"{detection.time_s:9.3f} s  {detection.label:<16} {detection.score:.3f}", flush=True)
         if self.gpio is not None:
@@ -163,6 +241,8 @@ class Daemon:
                 log.error("MQTT outbox: could not store the %s event (%s)", detection.label, err)
         if self.recorder is not None:
             self.recorder.capture(detection)
+        if self.web is not None:
+            self.web.detection(detection)
 
     def run(self) -> int:
         """Listen until the input ends or a signal comes; returns the exit code."""
@@ -176,8 +256,12 @@ class Daemon:
             log.info("listening for %s with model %s", ", ".join(self.classes), self.model_name)
             silence: np.ndarray | None = None
             for chunk in self._chunks(source):
+                if self._swap is not None:
+                    self._apply_swap()
                 if self.recorder is not None:
                     self.recorder.feed(chunk)
+                if self.web is not None:
+                    self.web.feed(chunk)
                 if self.muted:
                     # Zeros keep the stream clock running and cost nothing behind the energy gate.
                     if silence is None or len(silence) != len(chunk):
@@ -206,6 +290,8 @@ class Daemon:
 
     def _shutdown(self) -> None:
         self.notifier.stopping()
+        if self.web is not None:
+            self.web.stop()
         if self.recorder is not None:
             self.recorder.close()
         if self.mqtt is not None:
