@@ -95,6 +95,9 @@ def run_checks(config_path: str | Path) -> Config:
     _ok("labels", "every label in the config is a class of the model")
     _ok("pins", _pins(config, classes))
     _ok("mqtt", _mqtt(config))
+    from hark.web import check_web
+
+    _ok("web", check_web(config))
     if config.audio.device is not None:
         from hark.audio import find_input_device
 
