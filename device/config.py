@@ -524,5 +524,5 @@ def _cross_check(config: Config) -> None:
     web = config.web
     if web is not None and not web.loopback and web.password_file is None:
         # The page controls a microphone in someone's home: open to the network only with a password.
-        raise config.error("web.password_file", f"required when web.bind is {web.bind!r} (not 127.0.0.1): "
-                           "the page controls the microphone")
+        raise config.error("web.bind", f"{web.bind!r} opens the page to the network: a web.password_file is "
+                           "required (the page controls the microphone)")

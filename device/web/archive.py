@@ -72,7 +72,7 @@ def _tar_members(archive: tarfile.TarFile, where: str) -> Iterator[Member]:
             yield Member(_parts(info.name, where), False, int(info.size), info)
         else:
             what = ("a symbolic link" if info.issym() else "a hard link" if info.islnk() else
-                    "a device" if info.isdev() else "not a regular file")
+                    "a FIFO" if info.isfifo() else "a device" if info.isdev() else "not a regular file")
             raise HarkError(f"{where}: member {info.name[:80]!r} is {what}")
 
 
@@ -115,13 +115,13 @@ def _open(path: Path, where: str) -> Iterator[tuple[str, zipfile.ZipFile | tarfi
         return
     try:
         archive = tarfile.open(path, mode="r:*")  # noqa: SIM115 - closed by the with below
-    except (tarfile.TarError, OSError, EOFError) as err:
-        raise HarkError(f"{where}: not a zip or tar archive ({err})") from None
+    except (tarfile.TarError, OSError, EOFError):
+        raise HarkError(f"{where}: not a zip or tar archive (.zip, .tar, .tar.gz, .tar.xz or .tar.bz2)") from None
     try:
         with archive:
             yield "tar", archive
     except (tarfile.TarError, EOFError, OSError) as err:
-        raise HarkError(f"{where}: damaged tar archive ({err})") from None
+        raise HarkError(f"{where}: damaged tar archive ({str(err).splitlines()[0] if str(err) else err})") from None
 
 
 def unpack(path: Path, target: Path, *, where: str, max_bytes: int) -> None:
@@ -162,4 +162,4 @@ def unpack(path: Path, target: Path, *, where: str, max_bytes: int) -> None:
             raise
         except (OSError, zipfile.BadZipFile, tarfile.TarError, EOFError) as err:
             shutil.rmtree(target, ignore_errors=True)
-            raise HarkError(f"{where}: cannot unpack ({err})") from None
+            raise HarkError(f"{where}: cannot unpack ({str(err).splitlines()[0] if str(err) else err})") from None

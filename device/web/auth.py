@@ -24,6 +24,7 @@ import secrets
 import threading
 import time
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 COOKIE = "hark_session"
@@ -48,7 +49,7 @@ def _digest(text: str) -> bytes:
 class Auth:
     """Sessions in memory (a restart logs everyone out, which is fine for a device) and the login limit."""
 
-    def __init__(self, password: str | None, *, session_s: float, clock: type[time.monotonic] | None = None) -> None:
+    def __init__(self, password: str | None, *, session_s: float, clock: Callable[[], float] | None = None) -> None:
         self._password = _digest(password) if password else None
         self.session_s = session_s
         self._clock = clock or time.monotonic

@@ -241,7 +241,9 @@ class WebServer:
 
     async def _checked(self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
                        ) -> web.StreamResponse:
-        if request.method not in ("GET", "HEAD") and not self._same_origin(request):
+        changes = request.method not in ("GET", "HEAD")
+        # A WebSocket is not covered by CORS: another site's script may open one, so its Origin is checked too.
+        if (changes or request.path == "/ws") and not self._same_origin(request):
             return _error(403, "cross-site request refused")
         if request.path == "/login":
             return await handler(request)
