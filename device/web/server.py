@@ -64,7 +64,7 @@ PAGES = {"/", "/live", "/record", "/review", "/model"}
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",  # not no-referrer: with it a form POST says Origin: null
     "Content-Security-Policy": ("default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; "
                                 "connect-src 'self'; style-src 'self'; script-src 'self'; frame-ancestors 'none'; "
                                 "form-action 'self'; base-uri 'none'"),
