@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -125,3 +127,46 @@ def test_hark_review_asks_one_by_one(captures: Path, tmp_path: Path) -> None:
     assert main(args, ask=lambda prompt: next(answers)) == 0
     assert sorted(p.relative_to(tmp_path / "dataset").as_posix() for p in (tmp_path / "dataset").rglob("*.wav")) == [
         "_unknown_/20260101-100010-000001_0.990.wav", "beep/20260101-100000-000001_0.910.wav"]
+
+
+def test_the_mqtt_wrong_command_files_the_latest_capture_under_unknown(tone_bundle: Path, broker: Any,
+                                                                        tmp_path: Path) -> None:
+    """``hark run`` with a real mosquitto: a live ``wrong/set`` moves the newest capture; a retained one does not."""
+    from tests.fixtures.broker import Subscriber
+    from tests.fixtures.synth import write_stream
+    from tests.fixtures.web import Daemon
+
+    stream = write_stream(tmp_path / "stream.wav", [(1.0 + 3.0 * i, "beep") for i in range(10)], seconds=32.0)
+    config = tmp_path / "hark.yaml"
+    config.write_text(f"model: {tone_bundle}\nstate_dir: {tmp_path / 'state'}\nrecording:\n  capture: true\n"
+                      f"  dataset: {tmp_path / 'dataset'}\n  captures: {tmp_path / 'captures'}\n"
+                      f"mqtt:\n  host: {broker.host}\n  port: {broker.port}\n  device_id: test\n")
+    sub = Subscriber(broker, ["homeassistant/#", "hark/test/state"])
+    # a press left retained on the broker is delivered at every connect: it must not count
+    sub.client.publish("hark/test/wrong/set", "PRESS", qos=1, retain=True).wait_for_publish(5)
+    running = Daemon(config, stream, None, ready="MQTT: connected")
+    try:
+        docs = sub.wait_for(lambda: {m.topic: m.json() for m in sub.messages if m.topic.startswith("homeassistant/")
+                                     and m.topic.endswith("/config")}, timeout=10)
+        sub.wait_for(lambda: "homeassistant/button/hark_test/wrong/config" in
+                     {m.topic for m in sub.messages}, timeout=5)
+        docs = {m.topic: m.json() for m in sub.messages if m.topic.endswith("/config")}
+        assert docs["homeassistant/button/hark_test/wrong/config"]["command_topic"] == "hark/test/wrong/set"
+        assert docs["homeassistant/sensor/hark_test/model/config"]["value_template"] == "{{ value_json.model }}"
+        state = sub.wait_for(lambda: sub.on("hark/test/state"), timeout=5)[-1].json()
+        assert state["model"] == "model" and state["model_created"]
+        captures = tmp_path / "captures" / "beep"
+        running.wait_for(lambda: len(list(captures.glob("*.wav"))) >= 2, timeout=15, what="two captures")
+        assert any("ignored a retained wrong/set" in line for line in running.log)
+        assert not (tmp_path / "dataset").exists()
+        sub.client.publish("hark/test/wrong/set", "", qos=1, retain=True).wait_for_publish(5)  # clear it
+        time.sleep(0.5)
+        newest = max(captures.glob("*.wav"))
+        sub.client.publish("hark/test/wrong/set", "PRESS", qos=1).wait_for_publish(5)
+        unknown = tmp_path / "dataset" / "_unknown_" / newest.name
+        running.wait_for(lambda: unknown.is_file(), timeout=5, what="the capture in _unknown_")
+        assert not newest.exists() and not newest.with_suffix(".json").exists()
+    finally:
+        sub.close()
+        log = running.stop()
+    assert "MQTT: that was wrong" in log and "Traceback" not in log
