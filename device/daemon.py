@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import logging
 import signal
 import sqlite3
@@ -254,13 +255,17 @@ class Daemon:
             self.notifier.ready(f"listening: model {self.model_name} ({', '.join(self.classes)})")
             self.notifier.start_watchdog(healthy=lambda: time.monotonic() - self._last_chunk < STALL_S)
             log.info("listening for %s with model %s", ", ".join(self.classes), self.model_name)
+            # Everything made while starting (modules, the model, the page's server) lives as long as the
+            # daemon: frozen out of the garbage collector's passes, which then only look at what the loop makes.
+            gc.collect()
+            gc.freeze()
             silence: np.ndarray | None = None
             for chunk in self._chunks(source):
                 if self._swap is not None:
                     self._apply_swap()
                 if self.recorder is not None:
                     self.recorder.feed(chunk)
-                if self.web is not None:
+                if self.web is not None and self.web.active:  # audio goes to the page only while one is open
                     self.web.feed(chunk)
                 if self.muted:
                     # Zeros keep the stream clock running and cost nothing behind the energy gate.

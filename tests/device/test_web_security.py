@@ -182,3 +182,28 @@ def test_no_password_off_loopback_is_refused_by_run_and_check(tone_bundle: Path,
     assert check.returncode == 0, check.stderr
     assert "ok    web      http://0.0.0.0:8080/, password from file (not shown)" in check.stdout
     assert "s3cret" not in check.stdout + check.stderr
+
+
+def test_hark_deploy_logs_in_and_swaps_the_model(daemon: Daemon, tone_bundle: Path, tmp_path: Path) -> None:
+    wrong = tmp_path / "wrong"
+    wrong.write_text("not it\n")
+    refused = subprocess.run([sys.executable, "-m", "hark", "deploy", str(tone_bundle), daemon.url, "--password-file",
+                              str(wrong)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and refused.stderr.splitlines() == [
+        f"hark: error: {daemon.url}/login: wrong password"]
+    right = tmp_path / "right"
+    right.write_text(PASSWORD + "\n")
+    deployed = subprocess.run([sys.executable, "-m", "hark", "deploy", str(tone_bundle), daemon.url.removeprefix(
+        "http://"), "--password-file", str(right)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert deployed.returncode == 0, deployed.stderr
+    assert deployed.stdout.strip() == (f"{daemon.url} now runs model (beep, chirp); the previous model is kept for "
+                                       "rollback")
+    kept = [p for p in models_dir(daemon).iterdir() if p.is_dir() and not p.name.startswith(".")]
+    assert len(kept) == 1 and (kept[0] / "manifest.json").is_file()
+    active = (models_dir(daemon) / "active.json").read_text()
+    assert str(kept[0]) in active and str(tone_bundle) in active
+    daemon.wait_for(lambda: any("deployed from" in line for line in daemon.log), what="the swap in the log")
+    # a folder that is not a bundle is refused before anything is sent
+    broken = subprocess.run([sys.executable, "-m", "hark", "deploy", str(tmp_path), daemon.url, "--password-file",
+                             str(right)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert broken.returncode == 2 and "manifest.json: missing" in broken.stderr
