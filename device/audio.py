@@ -32,10 +32,10 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
+from hark import SAMPLE_RATE
 from hark.audiofile import check_header
 from hark.errors import AudioError, HarkError
 
-SAMPLE_RATE = 16000  # the same as hark.audiofile.SAMPLE_RATE, without importing scipy through it
 CHUNK_SAMPLES = 1280  # 80 ms: one speech-embedding hop, and openWakeWord's chunk
 FILE_BLOCK_FRAMES = 65536  # frames read from a file at a time: a few hundred kB whatever the file's length
 

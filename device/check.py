@@ -84,14 +84,14 @@ def run_checks(config_path: str | Path) -> Config:
     """Run every check, printing a line each; raises :class:`HarkError` on the first problem."""
     config = load_config(config_path)
     _ok("config", str(config_path))
-    from hark.model import Model
+    from hark.daemon import load_pipeline
 
-    model = Model.load(config.model)
+    pipeline = load_pipeline(config)  # exactly what hark run loads: manifest, head, frontend, labels, overrides
+    model = pipeline.model
     classes = model.bundle.classes
-    thresholds = {**model.thresholds, **config.detection.thresholds}
+    thresholds = pipeline.settings.thresholds
     _ok("model", f"{model.bundle.name} ({config.model}): "
         + ", ".join(f"{c} >= {thresholds[c]:.2f}" for c in classes))
-    config.check_labels(model.labels)
     _ok("labels", "every label in the config is a class of the model")
     _ok("pins", _pins(config, classes))
     _ok("mqtt", _mqtt(config))

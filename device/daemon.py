@@ -19,7 +19,6 @@ import dataclasses
 import gc
 import logging
 import signal
-import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -30,35 +29,56 @@ from typing import Any
 import numpy as np
 
 from hark.config import Config, load_config
+from hark.detector import Detection
 from hark.errors import HarkError
 from hark.sdnotify import Notifier
+from hark.sinks import Sink, close_all
+from hark.sinks import dispatch as dispatch_to
 
 log = logging.getLogger(__name__)
 
 STALL_S = 10.0  # no audio chunk for this long: stop pinging the systemd watchdog
 
 
+def load_pipeline(config: Config, model: Any = None) -> Any:
+    """The model and detector ``hark run`` listens with: the bundle loaded and validated (manifest,
+    hashes, the head's tensors, the frontend), the config's labels checked against it and its
+    overrides applied. ``hark check`` calls this very function, so it refuses what ``run`` would.
+
+    ``model``: an already loaded and checked model (one deployed from the page) instead of ``model:``.
+    """
+    from hark.model import Model
+    from hark.pipeline import Pipeline
+
+    if model is None:
+        path = config.model
+        if config.web is not None:
+            from hark.web.models import startup_model
+
+            path = startup_model(config)
+        model = Model.load(path)
+    config.check_labels(model.labels)
+    return Pipeline(
+        model,
+        thresholds=dict(config.detection.thresholds) or None,
+        refractory_s=dict(config.detection.refractory_s) or None,
+        verify=config.detection.verify,
+    )
+
+
 class Daemon:
     """The parts of ``hark run`` wired together; :meth:`run` is the loop."""
 
     def __init__(self, config: Config, *, input_path: str | Path | None = None, realtime: bool = False) -> None:
-        from hark.model import Model
-
         self.config = config
         self.input_path = Path(input_path) if input_path is not None else None
         self.realtime = realtime
-        model_path = config.model
-        if config.web is not None:
-            from hark.web.models import startup_model
-
-            model_path = startup_model(config)
-        self.model = Model.load(model_path)
-        config.check_labels(self.model.labels)
+        self.pipeline = load_pipeline(config)
+        self.model = self.pipeline.model
         self.model_name = self.model.bundle.name
         self.classes = self.model.bundle.classes
-        self.pipeline = self._new_pipeline(self.model)
         # A model swapped in while running (hark.web): applied by the audio loop between two chunks.
-        self._swap: tuple[Any, Any] | None = None
+        self._swap: Any = None
         self._swapped = threading.Event()
         self._time_offset = 0.0  # stream seconds before the running pipeline started
         self.web: Any = None
@@ -66,7 +86,9 @@ class Daemon:
         try:
             self.state_dir.mkdir(parents=True, exist_ok=True)
         except OSError as err:
-            raise HarkError(f"{self.state_dir}: cannot create the state directory ({err.strerror})") from None
+            # Detection goes on: the MQTT outbox holds events in memory until the directory can be written.
+            log.warning("%s: cannot create the state directory (%s); going on without it", self.state_dir,
+                        err.strerror)
         self.muted = False
         self.recording = False
         self.audio_lost = False
@@ -78,16 +100,6 @@ class Daemon:
         self.mqtt: Any = None
         self.recorder: Any = None
         self.source: Any = None
-
-    def _new_pipeline(self, model: Any) -> Any:
-        from hark.pipeline import Pipeline
-
-        return Pipeline(
-            model,
-            thresholds=dict(self.config.detection.thresholds) or None,
-            refractory_s=dict(self.config.detection.refractory_s) or None,
-            verify=self.config.detection.verify,
-        )
 
     # ------------------------------------------------------------ building the sinks
 
@@ -170,28 +182,27 @@ class Daemon:
         chunks, so no audio is skipped, and queued MQTT events are not touched. Raises
         :class:`HarkError` when the loop did not take it within ``timeout`` seconds.
         """
-        pipeline = self._new_pipeline(model)
+        pipeline = load_pipeline(self.config, model)
         self._swapped.clear()
-        self._swap = (model, pipeline)
+        self._swap = pipeline
         if not self._swapped.wait(timeout):
             self._swap = None
             raise HarkError("the audio loop did not take the new model (is audio flowing?)")
 
     def _apply_swap(self) -> None:
-        swap, self._swap = self._swap, None
-        if swap is None:
+        pipeline, self._swap = self._swap, None
+        if pipeline is None:
             return
-        model, pipeline = swap
         self._time_offset += self.pipeline.time_s
-        self.model, self.pipeline = model, pipeline
-        self.model_name = model.bundle.name
-        self.classes = model.bundle.classes
+        self.pipeline, self.model = pipeline, pipeline.model
+        self.model_name = self.model.bundle.name
+        self.classes = self.model.bundle.classes
         if self.recorder is not None:
             self.recorder.model = self.model_name
         if self.gpio is not None:
             self.gpio.classes = list(self.classes)
         if self.mqtt is not None:
-            self.mqtt.set_model(self.model_name, model.labels, created=model.manifest.get("created"))
+            self.mqtt.set_model(self.model_name, self.model.labels, created=self.model.manifest.get("created"))
         log.info("now listening for %s with model %s", ", ".join(self.classes), self.model_name)
         self._swapped.set()
         self._show_state()
@@ -226,24 +237,25 @@ class Daemon:
             if self._stop.is_set():
                 return
 
-    def dispatch(self, detection: Any) -> None:
-        """Hand one detection to every sink; a failing sink is logged and the others still run."""
+    @property
+    def sinks(self) -> list[Sink]:
+        """The sinks in the order a detection reaches them: pins, MQTT outbox, capture, the page."""
+        return [sink for sink in (self.gpio, self.mqtt, self.recorder, self.web) if sink is not None]
+
+    def dispatch(self, detection: Detection) -> None:
+        """Print one detection and hand it to every sink; a failing sink is logged and the others still run."""
         if self._time_offset:
             # After a model swap the pipeline's clock restarted; the recorder's goes on.
             detection = dataclasses.replace(detection, time_s=detection.time_s + self._time_offset)
         self.detections += 1
-        print(f"{detection.time_s:9.3f} s  {detection.label:<16} {detection.score:.3f}", flush=True)
-        if self.gpio is not None:
-            self.gpio.detection(detection.label)
-        if self.mqtt is not None:
-            try:
-                self.mqtt.publish_event(detection.label, detection.score)
-            except (sqlite3.Error, OSError) as err:
-                log.error("MQTT outbox: could not store the %s event (%s)", detection.label, err)
-        if self.recorder is not None:
-            self.recorder.capture(detection)
-        if self.web is not None:
-            self.web.detection(detection)
+        print(detection.line(), flush=True)
+        dispatch_to(self.sinks, detection)
+
+    def healthy(self) -> bool:
+        """What the systemd watchdog is pinged on: audio keeps coming and events are not stuck."""
+        if time.monotonic() - self._last_chunk >= STALL_S:
+            return False
+        return self.mqtt is None or self.mqtt.healthy()
 
     def run(self) -> int:
         """Listen until the input ends or a signal comes; returns the exit code."""
@@ -253,7 +265,7 @@ class Daemon:
             source = self._open_source()
             self._show_state()
             self.notifier.ready(f"listening: model {self.model_name} ({', '.join(self.classes)})")
-            self.notifier.start_watchdog(healthy=lambda: time.monotonic() - self._last_chunk < STALL_S)
+            self.notifier.start_watchdog(healthy=self.healthy)
             log.info("listening for %s with model %s", ", ".join(self.classes), self.model_name)
             # Everything made while starting (modules, the model, the page's server) lives as long as the
             # daemon: frozen out of the garbage collector's passes, which then only look at what the loop makes.
@@ -295,17 +307,11 @@ class Daemon:
 
     def _shutdown(self) -> None:
         self.notifier.stopping()
-        if self.web is not None:
-            self.web.stop()
-        if self.recorder is not None:
-            self.recorder.close()
         if self.mqtt is not None:
             ended = self.input_path is not None and not self._stop.is_set()
             if ended and not self.mqtt.flush(self.config.mqtt.flush_s):
                 log.warning("MQTT: broker did not take every event within %.0f s", self.config.mqtt.flush_s)
-            self.mqtt.stop()
-        if self.gpio is not None:
-            self.gpio.close()
+        close_all(reversed(self.sinks))  # capture, outbox, pins: the reverse of the order they act in
         if self.source is not None:
             self.source.close()
         self.notifier.close()

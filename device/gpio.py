@@ -27,6 +27,7 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 from hark.config import BuzzerStep, Config, GpioConfig
+from hark.detector import Detection
 from hark.errors import HarkError
 from hark.labels import BACKGROUND
 
@@ -259,6 +260,10 @@ class Gpio:
             return patterns["default"]
         index = self.classes.index(label) if label in self.classes else 0
         return default_pattern(index)
+
+    def on_detection(self, detection: Detection) -> None:
+        """The :class:`hark.sinks.Sink` call: :meth:`detection` for its label."""
+        self.detection(detection.label)
 
     def detection(self, label: str) -> None:
         """Light ``label``'s LED and start its beep pattern; returns at once."""

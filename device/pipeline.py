@@ -27,11 +27,11 @@ from typing import Any
 
 import numpy as np
 
+from hark import SAMPLE_RATE
 from hark.detector import Detection, Detector, DetectorSettings
 from hark.model import Model
 from hark.verifier import Verifier
 
-SAMPLE_RATE = 16000
 GATE_LEVEL = 10 ** (-70 / 20)  # -70 dBFS peak
 
 
@@ -52,7 +52,7 @@ class Pipeline:
                  energy_gate: bool | float = True, verify: bool = True) -> None:
         self.model = model
         self.settings = DetectorSettings.resolve(
-            model.bundle.classes, model.manifest.get("detection"),
+            model.bundle.classes, model.manifest.detection,
             thresholds=thresholds, smoothing=smoothing, refractory_s=refractory_s, decision_s=decision_s,
         )
         self.frontend = model.new_frontend()
@@ -70,7 +70,7 @@ class Pipeline:
             self.gate_level = None
         else:
             self.gate_level = 10 ** (float(energy_gate) / 20)
-        self.padding = int(model.manifest.get("head", {}).get("clip_padding_samples", 8000))
+        self.padding = model.manifest.head.clip_padding_samples
         self._silence = np.zeros(len(model.labels))
         self._silence[0] = 1.0  # what a window of silence scores: all background
         self.head_runs = 0  # head invocations, for tests and the cost benchmark

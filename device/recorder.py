@@ -35,8 +35,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from hark import __version__
-from hark.audiofile import SAMPLE_RATE
+from hark import SAMPLE_RATE, __version__
 from hark.clipfile import free_path, save_clip, timestamp, write_json, write_wav
 from hark.errors import HarkError
 from hark.labels import BACKGROUND, BACKGROUND_DIR, check_label, is_valid_label
@@ -292,6 +291,10 @@ class Recorder:
         log.info("recording %.1f s of %s into %s", seconds, _shown(label), folder)
         self._notify_recording(True)
         return True
+
+    def on_detection(self, detection: DetectionLike) -> None:
+        """The :class:`hark.sinks.Sink` call: :meth:`capture`."""
+        self.capture(detection)
 
     def capture(self, detection: DetectionLike) -> bool:
         """Save ``detection``'s audio (and a JSON sidecar) under ``captures/<label>/`` when capture is on.

@@ -18,6 +18,7 @@ pytest_plugins = [
     "tests.fixtures.broker",
     "tests.fixtures.pulse",
     "tests.fixtures.web",
+    "tests.fixtures.tmpfs",
 ]
 
 

@@ -119,8 +119,9 @@ class WebServer:
         if self.active:
             self._audio.append(chunk)
 
-    def detection(self, detection: Any) -> None:
-        """A detection from the daemon's loop; the newest :data:`RECENT_DETECTIONS` are kept for the page."""
+    def on_detection(self, detection: Any) -> None:
+        """A detection from the daemon's loop (the page is a :class:`hark.sinks.Sink`); the newest
+        :data:`RECENT_DETECTIONS` are kept for the page."""
         self._detection_seq += 1
         self._detections.append({"seq": self._detection_seq, "label": detection.label,
                                  "score": round(float(detection.score), 4),
@@ -188,6 +189,10 @@ class WebServer:
             self._push_task.cancel()
         if self._runner is not None:
             await self._runner.cleanup()
+
+    def close(self) -> None:
+        """Stop serving (the :class:`hark.sinks.Sink` call at the daemon's end)."""
+        self.stop()
 
     def stop(self) -> None:
         if self._loop is not None and self._thread is not None and self._thread.is_alive():
