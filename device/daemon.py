@@ -124,7 +124,7 @@ class Daemon:
                 self.config.mqtt, state_dir=self.state_dir, model_name=self.model_name, labels=self.model.labels,
                 on_mute=self._on_mute, on_record=lambda cmd: self._on_button(cmd.label, cmd.seconds),
                 record_max_s=rec.max_seconds, on_wrong=self._on_wrong,
-                model_created=self.model.manifest.get("created"),
+                model_created=self.model.manifest.created or None,
             )
             self.mqtt.start()
         if self.config.web is not None:
@@ -202,7 +202,7 @@ class Daemon:
         if self.gpio is not None:
             self.gpio.classes = list(self.classes)
         if self.mqtt is not None:
-            self.mqtt.set_model(self.model_name, self.model.labels, created=self.model.manifest.get("created"))
+            self.mqtt.set_model(self.model_name, self.model.labels, created=self.model.manifest.created or None)
         log.info("now listening for %s with model %s", ", ".join(self.classes), self.model_name)
         self._swapped.set()
         self._show_state()

@@ -593,6 +593,7 @@ class MqttPublisher:
         docs[f"{prefix}/sensor/{uid}/model/config"] = {
             "name": "Model",
             "unique_id": f"{uid}_model",
+            "default_entity_id": f"sensor.{uid}_model",
             "state_topic": self.topic("state"),
             "value_template": "{{ value_json.model }}",
             "json_attributes_topic": self.topic("state"),
@@ -606,6 +607,7 @@ class MqttPublisher:
             docs[f"{prefix}/button/{uid}/wrong/config"] = {
                 "name": "That was wrong",
                 "unique_id": f"{uid}_wrong",
+                "default_entity_id": f"button.{uid}_wrong",
                 "command_topic": self.topic("wrong/set"),
                 "payload_press": "PRESS",
                 "icon": "mdi:thumb-down",

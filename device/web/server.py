@@ -673,16 +673,16 @@ class WebServer:
 
         d = self.daemon
         manifest = d.model.manifest
-        detection = manifest.get("detection", {}) if isinstance(manifest.get("detection"), dict) else {}
+        detection = manifest.detection
         previous = read_active(d.config).previous if self._deployed_previous() else None
         return web.json_response({
             "name": d.model_name, "path": str(d.model.bundle.path), "labels": d.classes,
-            "thresholds": self._thresholds(), "base": manifest.get("base") or manifest.get("frontend", {}).get("name"),
-            "created": manifest.get("created"), "trainer_version": manifest.get("trainer_version"),
-            "expected_recall": detection.get("expected_recall"),
-            "false_alarms_per_hour": detection.get("expected_false_alarms_per_hour"),
-            "false_alarms_budget": detection.get("false_alarms_per_hour_budget"),
-            "dataset": manifest.get("dataset"), "report": (d.model.bundle.path / "report.html").is_file(),
+            "thresholds": self._thresholds(), "base": manifest.base or manifest.frontend.name,
+            "created": manifest.created or None, "trainer_version": manifest.trainer_version or None,
+            "expected_recall": dict(detection.expected_recall) or None,
+            "false_alarms_per_hour": dict(detection.expected_false_alarms_per_hour) or None,
+            "false_alarms_budget": detection.false_alarms_per_hour_budget,
+            "dataset": dict(manifest.dataset) or None, "report": (d.model.bundle.path / "report.html").is_file(),
             "previous": str(previous) if previous else None, "upload_max_mb": self.config.upload_max_mb,
         })
 

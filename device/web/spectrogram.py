@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import struct
 import zlib
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from hark.audio import SAMPLE_RATE
 from hark.frontend import LogMelFrontend
+from hark.manifest import Manifest
 
 # log(power) of the frontend: silence sits near log(1e-6) = -13.8, a loud sound near +8.
 LOW, HIGH = -12.0, 6.0
@@ -31,18 +30,12 @@ PALETTE = np.stack([np.interp(np.linspace(0, 4, 256), np.arange(5), _ANCHORS[:, 
                    axis=1).astype(np.uint8)
 
 
-def frontend_for(manifest: Mapping[str, Any]) -> LogMelFrontend:
+def frontend_for(manifest: Manifest) -> LogMelFrontend:
     """The log-mel frontend the page draws with: the model's own for ``--base none``, else the default."""
-    params = manifest.get("frontend", {})
-    if isinstance(params, Mapping) and params.get("name") == "none":
-        try:
-            return LogMelFrontend(n_mels=int(params.get("feature_shape", [40])[0]),
-                                  win_samples=int(params.get("receptive_samples", 400)),
-                                  hop_samples=int(params.get("hop_samples", 160)),
-                                  n_fft=int(params.get("n_fft", 512)),
-                                  fmin=float(params.get("fmin", 20.0)), fmax=float(params.get("fmax", 7600.0)))
-        except (TypeError, ValueError, IndexError):
-            pass
+    spec = manifest.frontend
+    if spec.name == "none":
+        return LogMelFrontend(n_mels=int(spec.feature_shape[0]), win_samples=spec.receptive_samples,
+                              hop_samples=spec.hop_samples, n_fft=spec.n_fft, fmin=spec.fmin, fmax=spec.fmax)
     return LogMelFrontend()
 
 
@@ -65,7 +58,7 @@ def png(levels: np.ndarray) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b"")
 
 
-def picture(path: Path, manifest: Mapping[str, Any]) -> bytes:
+def picture(path: Path, manifest: Manifest) -> bytes:
     """The spectrogram PNG of an audio file (its first 30 s), read as every clip is (16 kHz mono)."""
     import soundfile as sf
 

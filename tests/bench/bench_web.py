@@ -12,7 +12,7 @@ audio's length. The closed page may cost at most 5% over ``no web``. Usage::
 
     python tests/bench/bench_web.py [--model MODEL] [--seconds 60] [--repeats 3]
 
-Without ``--model`` a ``--base none`` model is trained on generated tones first (about 20 s).
+Without ``--model`` the committed test bundle (``tests/fixtures/bundles/tone``, ``--base none``) is used.
 """
 
 from __future__ import annotations
@@ -32,15 +32,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from tests.fixtures.broker import free_port  # noqa: E402
-from tests.fixtures.synth import write_dataset, write_stream  # noqa: E402
-
-
-def train(folder: Path) -> Path:
-    dataset = write_dataset(folder / "dataset", per_class=10)
-    model = folder / "model"
-    subprocess.run([sys.executable, "-m", "hark", "train", str(dataset), "-o", str(model), "--base", "none",
-                    "--no-negatives", "--no-report"], check=True, capture_output=True)
-    return model
+from tests.fixtures.make_bundles import BUNDLES  # noqa: E402
+from tests.fixtures.synth import write_stream  # noqa: E402
 
 
 def config(folder: Path, model: Path, port: int | None) -> Path:
@@ -131,7 +124,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        model = args.model or train(folder)
+        model = args.model or BUNDLES / "tone"
         events = [(1.0 + 3.0 * i, "beep" if i % 2 == 0 else "chirp") for i in range(int(args.seconds // 3))]
         stream = write_stream(folder / "stream.wav", events, seconds=args.seconds)
         port = free_port()

@@ -154,7 +154,7 @@ def test_the_mqtt_wrong_command_files_the_latest_capture_under_unknown(tone_bund
         assert docs["homeassistant/button/hark_test/wrong/config"]["command_topic"] == "hark/test/wrong/set"
         assert docs["homeassistant/sensor/hark_test/model/config"]["value_template"] == "{{ value_json.model }}"
         state = sub.wait_for(lambda: sub.on("hark/test/state"), timeout=5)[-1].json()
-        assert state["model"] == "model" and state["model_created"]
+        assert state["model"] == "tone" and state["model_created"]
         captures = tmp_path / "captures" / "beep"
         running.wait_for(lambda: len(list(captures.glob("*.wav"))) >= 2, timeout=15, what="two captures")
         assert any("ignored a retained message on hark/test/wrong/set" in line for line in running.log)

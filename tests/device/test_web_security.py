@@ -131,7 +131,7 @@ def test_rejected_uploads_change_nothing(daemon: Daemon, tone_bundle: Path) -> N
         assert "\n" not in reply.json()["error"]
     assert not Path("/tmp/escaped").exists()
     assert snapshot(models_dir(daemon)) == before  # nothing kept, no staging folder left
-    assert client.request("GET", "/api/model").json()["name"] == "model"  # still the same model
+    assert client.request("GET", "/api/model").json()["name"] == "tone"  # still the same model
 
 
 def test_uploads_over_the_cap_are_refused_before_they_are_read(daemon: Daemon) -> None:
@@ -196,7 +196,7 @@ def test_hark_deploy_logs_in_and_swaps_the_model(daemon: Daemon, tone_bundle: Pa
     deployed = subprocess.run([sys.executable, "-m", "hark", "deploy", str(tone_bundle), daemon.url.removeprefix(
         "http://"), "--password-file", str(right)], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert deployed.returncode == 0, deployed.stderr
-    assert deployed.stdout.strip() == (f"{daemon.url} now runs model (beep, chirp); the previous model is kept for "
+    assert deployed.stdout.strip() == (f"{daemon.url} now runs tone (beep, chirp); the previous model is kept for "
                                        "rollback")
     kept = [p for p in models_dir(daemon).iterdir() if p.is_dir() and not p.name.startswith(".")]
     assert len(kept) == 1 and (kept[0] / "manifest.json").is_file()
