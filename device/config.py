@@ -11,6 +11,7 @@ be moved together. Secrets (the MQTT password) are kept out of ``repr`` and out 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 import socket
@@ -62,6 +63,15 @@ def _check_topic_part(value: Any) -> str | None:
     if value is None or TOPIC_PART.fullmatch(value):
         return None
     return f"{value!r} may only hold letters, digits, '_' and '-' (it becomes part of MQTT topics)"
+
+
+def _check_host(value: Any) -> str | None:
+    """A host name or address: not empty, no blanks or URL parts (paho wants the bare name)."""
+    if not value.strip():
+        return "must not be empty (the broker's host name or address)"
+    if len(value) > 253 or any(c.isspace() for c in value) or "://" in value or "/" in value:
+        return f"{value!r:.60} is not a host name or address (no blanks, scheme or path; the port goes in mqtt.port)"
+    return None
 
 
 def _check_base_topic(value: Any) -> str | None:
@@ -178,7 +188,7 @@ class TlsConfig:
 class MqttConfig:
     """The broker and how hark appears on it (and in Home Assistant)."""
 
-    host: str = "localhost"
+    host: str = field(default="localhost", metadata=_meta(check=_check_host))
     port: int | None = field(default=None, metadata=_meta(minimum=1, maximum=65535))
     device_id: str | None = field(default=None, metadata=_meta(check=_check_topic_part))
     name: str | None = None
@@ -237,6 +247,13 @@ class RecordingConfig:
     capture: bool = False
     capture_seconds: float = field(default=3.0, metadata=_meta(minimum=0.5, maximum=30.0))
     captures: Path | None = None
+    # What a remote request (MQTT record/set, a button) may ask for: the model's classes and these
+    # new labels (a new class to train); the shortest clip; how many clips a minute.
+    labels: tuple[str, ...] = field(default=(), metadata=_meta(check=_check_label_key))
+    min_seconds: float = field(default=0.5, metadata=_meta(minimum=0.1, maximum=30.0))
+    max_per_minute: int = field(default=10, metadata=_meta(minimum=1, maximum=600))
+    # Recording (clips and captures) stops with one warning once the dataset and captures folders hold this much.
+    max_dataset_mb: float = field(default=1000.0, metadata=_meta(minimum=1.0, maximum=1_000_000.0))
 
 
 LOOPBACK_BINDS = ("127.0.0.1", "localhost", "::1")
@@ -422,6 +439,9 @@ class _Builder:
         raise self.fail(node, path, f"expected {wanted}, got {shown}")
 
     def check(self, value: Any, node: yaml.Node, path: str, meta: dict[str, Any]) -> Any:
+        if isinstance(value, float) and not math.isfinite(value):
+            # YAML's .nan and .inf pass every range comparison; no setting means them.
+            raise self.fail(node, path, f"{value} is not a finite number")
         low, high = meta.get("min"), meta.get("max")
         if isinstance(value, (int, float)) and not isinstance(value, bool) and (
                 (low is not None and value < low) or (high is not None and value > high)):
@@ -519,6 +539,8 @@ def _cross_check(config: Config) -> None:
             raise config.error("mqtt.reconnect_max_s", "must not be below reconnect_min_s")
         if mqtt.tls and (mqtt.tls.cert_file is None) != (mqtt.tls.key_file is None):
             raise config.error("mqtt.tls", "a client certificate needs both cert_file and key_file")
+    if config.recording.min_seconds > min(config.recording.clip_seconds, config.recording.background_seconds):
+        raise config.error("recording.min_seconds", "must not be above recording.clip_seconds or background_seconds")
     if config.recording.capture_seconds > config.recording.max_seconds:
         raise config.error("recording.capture_seconds", "must not be above recording.max_seconds")
     web = config.web

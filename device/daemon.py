@@ -73,6 +73,10 @@ class Daemon:
         self.config = config
         self.input_path = Path(input_path) if input_path is not None else None
         self.realtime = realtime
+        if config.mqtt is not None:
+            from hark.mqtt import validate
+
+            validate(config)  # before the model loads: the same refusal, at the same line, as hark check
         self.pipeline = load_pipeline(config)
         self.model = self.pipeline.model
         self.model_name = self.model.bundle.name
@@ -115,6 +119,10 @@ class Daemon:
             background_seconds=rec.background_seconds, max_seconds=rec.max_seconds,
             capture=rec.capture, capture_seconds=rec.capture_seconds, model=self.model_name,
             on_recording=self._on_recording, on_saved=self._on_saved,
+            # What anyone on the broker (or at the buttons) may ask for: bounded in labels, length, rate and disk.
+            labels=[c for c in self.model.labels if c != "background"] + list(rec.labels),
+            min_seconds=rec.min_seconds, max_per_minute=rec.max_per_minute,
+            max_bytes=int(rec.max_dataset_mb * 1e6),
         )
         self.gpio = open_gpio(self.config, classes=self.classes, on_button=self._on_button, on_wrong=self._on_wrong)
         if self.config.mqtt is not None:
@@ -199,6 +207,7 @@ class Daemon:
         self.classes = self.model.bundle.classes
         if self.recorder is not None:
             self.recorder.model = self.model_name
+            self.recorder.labels = frozenset(self.classes) | set(self.config.recording.labels)
         if self.gpio is not None:
             self.gpio.classes = list(self.classes)
         if self.mqtt is not None:

@@ -472,8 +472,9 @@ class WebServer:
             if seconds is None:
                 seconds = recorder.background_seconds if background else recorder.clip_seconds
             if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not (
-                    0.2 <= seconds <= recorder.max_seconds):
-                raise HarkError(f"seconds: {str(seconds)[:20]} is not from 0.2 to {recorder.max_seconds:g}")
+                    recorder.min_seconds <= seconds <= recorder.max_seconds):
+                raise HarkError(f"seconds: {str(seconds)[:20]} is not from {recorder.min_seconds:g} to "
+                                f"{recorder.max_seconds:g} (recording.min_seconds, max_seconds)")
         except HarkError as err:
             return _error(400, str(err))
         if self._record_task is not None and not self._record_task.done():
@@ -503,8 +504,9 @@ class WebServer:
                     await asyncio.sleep(min(0.25, left))
                 while not self._saved.empty():
                     self._saved.get_nowait()
-                if not recorder.request_clip(job.label, job.seconds):
-                    raise HarkError("the recorder refused (another clip is being recorded); see the log")
+                if not recorder.request_clip(job.label, job.seconds, trusted=True):
+                    raise HarkError("the recorder refused (another clip is being recorded, or the dataset is "
+                                    "full); see the log")
                 job.phase, job.left_s = "recording", job.seconds
                 self._poke()
                 deadline = time.monotonic() + job.seconds + 30
