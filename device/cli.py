@@ -27,6 +27,9 @@ def _trainer_missing(command: str, err: ModuleNotFoundError) -> HarkError:
 
 
 def _run_train(args: argparse.Namespace) -> int | None:
+    from hark.bundle import check_output
+
+    check_output(args.output, dataset=args.dataset)  # refused in one line before anything is read or imported
     # Training imports TensorFlow only once the clips' features are computed, so without this a
     # device install would read and process the dataset for minutes before failing.
     if importlib.util.find_spec("tensorflow") is None:
