@@ -299,11 +299,13 @@ class Recorder:
 
     # -- requests --------------------------------------------------------------------------
 
-    def request_clip(self, label: str | None, seconds: float | None = None) -> bool:
+    def request_clip(self, label: str | None, seconds: float | None = None, *, trusted: bool = False) -> bool:
         """Record the next ``seconds`` of audio as a clip of ``label`` (None or "background": background).
 
         Returns False, after logging why, when the label or length is refused, a clip is already
-        being recorded or the recorder is closed; nothing is written then.
+        being recorded or the recorder is closed; nothing is written then. ``trusted``: asked by a
+        logged-in user of the page (:mod:`hark.web`), who may start a new class and record a series
+        of clips; the label's form, the length and the disk cap still apply.
         """
         try:
             label = clip_label(label, where="record: label")
@@ -312,7 +314,7 @@ class Recorder:
             seconds = check_seconds(seconds, where="record: seconds", maximum=self.max_seconds)
             if seconds < self.min_seconds:
                 raise HarkError(f"record: seconds {seconds:g} is below recording.min_seconds ({self.min_seconds:g})")
-            if self.labels is not None and label is not None and label not in self.labels:
+            if not trusted and self.labels is not None and label is not None and label not in self.labels:
                 raise HarkError(f"record: {label!r} is not a class of the model nor listed in recording.labels "
                                 f"(allowed: {', '.join(sorted(self.labels)) or 'none'}, background)")
         except HarkError as err:
@@ -330,7 +332,7 @@ class Recorder:
                 log.warning("record: already recording %s; request for %s ignored",
                             _shown(self._clip.label), _shown(label))
                 return False
-            if not self._rate_allows():
+            if not trusted and not self._rate_allows():
                 return False
             self._clip = _Clip(label=label, folder=folder, buffer=np.zeros(n, dtype=np.float32))
         log.info("recording %.1f s of %s into %s", seconds, _shown(label), folder)
