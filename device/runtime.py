@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -57,9 +58,13 @@ def load_interpreter(
     kwargs: dict[str, Any] = {"num_threads": num_threads}
     if preserve_all_tensors:
         kwargs["experimental_preserve_all_tensors"] = True
-    if isinstance(model, bytes):
-        return cls(model_content=model, **kwargs)
-    return cls(model_path=str(model), **kwargs)
+    source = {"model_content": model} if isinstance(model, bytes) else {"model_path": str(model)}
+    with warnings.catch_warnings():
+        # ai-edge-litert warns that keeping every tensor is for debugging; YAMNet's embedding is an
+        # intermediate tensor hark reads on purpose (a few MB for one 0.975 s window), so the warning
+        # would only alarm a user at every start.
+        warnings.filterwarnings("ignore", message=".*experimental_preserve_all_tensors", category=UserWarning)
+        return cls(**source, **kwargs)
 
 
 _PROBED: set[tuple[str, int, int]] = set()
