@@ -11,6 +11,7 @@ be moved together. Secrets (the MQTT password) are kept out of ``repr`` and out 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 import socket
@@ -62,6 +63,15 @@ def _check_topic_part(value: Any) -> str | None:
     if value is None or TOPIC_PART.fullmatch(value):
         return None
     return f"{value!r} may only hold letters, digits, '_' and '-' (it becomes part of MQTT topics)"
+
+
+def _check_host(value: Any) -> str | None:
+    """A host name or address: not empty, no blanks or URL parts (paho wants the bare name)."""
+    if not value.strip():
+        return "must not be empty (the broker's host name or address)"
+    if len(value) > 253 or any(c.isspace() for c in value) or "://" in value or "/" in value:
+        return f"{value!r:.60} is not a host name or address (no blanks, scheme or path; the port goes in mqtt.port)"
+    return None
 
 
 def _check_base_topic(value: Any) -> str | None:
@@ -175,7 +185,7 @@ class TlsConfig:
 class MqttConfig:
     """The broker and how hark appears on it (and in Home Assistant)."""
 
-    host: str = "localhost"
+    host: str = field(default="localhost", metadata=_meta(check=_check_host))
     port: int | None = field(default=None, metadata=_meta(minimum=1, maximum=65535))
     device_id: str | None = field(default=None, metadata=_meta(check=_check_topic_part))
     name: str | None = None
@@ -377,6 +387,9 @@ class _Builder:
         raise self.fail(node, path, f"expected {wanted}, got {shown}")
 
     def check(self, value: Any, node: yaml.Node, path: str, meta: dict[str, Any]) -> Any:
+        if isinstance(value, float) and not math.isfinite(value):
+            # YAML's .nan and .inf pass every range comparison; no setting means them.
+            raise self.fail(node, path, f"{value} is not a finite number")
         low, high = meta.get("min"), meta.get("max")
         if isinstance(value, (int, float)) and not isinstance(value, bool) and (
                 (low is not None and value < low) or (high is not None and value > high)):

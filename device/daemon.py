@@ -61,6 +61,10 @@ class Daemon:
         self.config = config
         self.input_path = Path(input_path) if input_path is not None else None
         self.realtime = realtime
+        if config.mqtt is not None:
+            from hark.mqtt import validate
+
+            validate(config)  # before the model loads: the same refusal, at the same line, as hark check
         self.pipeline = load_pipeline(config)
         self.model = self.pipeline.model
         self.model_name = self.model.bundle.name

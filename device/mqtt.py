@@ -32,6 +32,7 @@ import json
 import logging
 import os
 import queue
+import re
 import socket
 import sqlite3
 import ssl
@@ -48,7 +49,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from hark import __version__
-from hark.config import MqttConfig
+from hark.config import Config, MqttConfig
 from hark.detector import Detection
 from hark.errors import HarkError
 from hark.labels import BACKGROUND
@@ -57,12 +58,17 @@ from hark.recorder import ClipRequest, parse_record_payload
 log = logging.getLogger(__name__)
 
 
+# paho's ERROR lines that repeat on every attempt while the broker is away; hark says why once itself.
+_SAID_BY_US = ("Client is not connected", "failed to receive on socket", "failed to send on socket")
+_SSL_NOISE = re.compile(r"^\[[A-Z]+: [A-Z0-9_]+\] | \(_ssl\.c:\d+\)$")
+
+
 class _ReconnectNoise(logging.Filter):
     """paho 2.2 logs "Client is not connected" as an ERROR on every loop pass while it waits to
     reconnect; the outage is already reported once by our own callbacks, so those lines become DEBUG."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno >= logging.ERROR and str(record.msg).startswith("Client is not connected"):
+        if record.levelno >= logging.ERROR and str(record.msg).startswith(_SAID_BY_US):
             record.levelno, record.levelname = logging.DEBUG, "DEBUG"
             return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
         return True
@@ -443,6 +449,77 @@ def tls_context(config: MqttConfig) -> ssl.SSLContext | None:
     return ctx
 
 
+def new_client(config: MqttConfig, *, client_id: str) -> mqtt.Client:
+    """A paho client with the credentials and TLS context of ``config`` (what ``run`` and ``check`` connect with)."""
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311,
+                         clean_session=True)
+    client.enable_logger(_paho_log)
+    if config.username:
+        client.username_pw_set(config.username, config.read_password())
+    context = tls_context(config)
+    if context is not None:
+        client.tls_set_context(context)
+        client.tls_insecure_set(config.tls.insecure if config.tls else False)
+    return client
+
+
+def validate(config: Config) -> None:
+    """Everything ``hark run`` refuses about the ``mqtt`` section, raised at the key's line in the config:
+    the password file must be readable and the TLS files must make a context. ``hark check`` calls this too."""
+    mqtt_cfg = config.mqtt
+    if mqtt_cfg is None:
+        return
+    try:
+        mqtt_cfg.read_password()
+        tls_context(mqtt_cfg)
+    except HarkError as err:
+        key, sep, problem = str(err).partition(": ")
+        if sep and key.startswith("mqtt."):
+            raise config.error(key, problem) from None
+        if mqtt_cfg.password_file is not None and str(mqtt_cfg.password_file) in key:
+            raise config.error("mqtt.password_file", str(err)) from None
+        raise
+
+
+def probe_broker(config: MqttConfig, *, timeout: float = 5.0) -> str | None:
+    """Connect once as ``hark check`` does (its own client id, so a running daemon is not kicked off);
+    None when the broker accepted the login, else why not, in the words the daemon logs."""
+    client = new_client(config, client_id=f"hark-{config.effective_device_id}-check")
+    answer: list[str | None] = []
+    done = threading.Event()
+
+    def on_connect(client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        answer.append(None if not reason.is_failure else
+                      f"the broker refused the connection: {reason}"
+                      f"{' (check mqtt.username and the password)' if _is_auth(reason) else ''}")
+        done.set()
+
+    socket_error: list[str] = []
+
+    def on_log(client: mqtt.Client, userdata: Any, level: int, text: str) -> None:
+        if text.startswith("failed to receive on socket: "):
+            socket_error.append(_SSL_NOISE.sub("", text.split(": ", 1)[1]).strip())
+            done.set()
+
+    client.on_connect = on_connect
+    client.on_log = on_log
+    host, port = config.host, config.effective_port
+    try:
+        client.connect(host, port, keepalive=max(5, int(timeout) + 1))
+    except (OSError, ValueError) as err:
+        return describe_connect_error(err, host, port)
+    client.loop_start()
+    try:
+        if not done.wait(timeout):
+            return f"no answer from {host}:{port} within {timeout:g} s (connected, but no CONNACK)"
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    if answer:
+        return answer[0]
+    return f"{host}:{port} closed the connection: {socket_error[0] if socket_error else 'no reason given'}"
+
+
 def _tls_reason(err: BaseException) -> str:
     if isinstance(err, ssl.SSLCertVerificationError) and err.verify_message:
         return str(err.verify_message)
@@ -525,6 +602,7 @@ class MqttPublisher:
         self._progress_at = time.monotonic()  # last time nothing was stuck: no event waiting on a live broker
         self._failing_since: float | None = None  # the sender's first unexpected error in a row
         self._problem: str | None = None  # why the broker is not reached, logged once per change
+        self._socket_error: str | None = None
         self._announced_at = -ANNOUNCE_MIN_S
         self._announce_due = False
         self._ignored_retained: set[str] = set()
@@ -600,15 +678,7 @@ class MqttPublisher:
 
     def _make_client(self) -> mqtt.Client:
         cfg = self.config
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"hark-{self.device_id}",
-                             protocol=mqtt.MQTTv311, clean_session=True)
-        client.enable_logger(_paho_log)
-        if cfg.username:
-            client.username_pw_set(cfg.username, cfg.read_password())
-        context = tls_context(cfg)
-        if context is not None:
-            client.tls_set_context(context)
-            client.tls_insecure_set(cfg.tls.insecure if cfg.tls else False)
+        client = new_client(cfg, client_id=f"hark-{self.device_id}")
         client.will_set(self.topic("availability"), "offline", qos=1, retain=True)
         client.reconnect_delay_set(min_delay=max(1, round(cfg.reconnect_min_s)),
                                    max_delay=max(1, round(cfg.reconnect_max_s)))
@@ -616,6 +686,7 @@ class MqttPublisher:
         client.max_inflight_messages_set(50)
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
+        client.on_log = self._on_log
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
         client.on_message = self._on_message
@@ -641,6 +712,13 @@ class MqttPublisher:
             log.warning("MQTT: %s; retrying with backoff, events wait in the outbox", problem)
         else:
             log.debug("MQTT: %s (still)", problem)
+
+    def _on_log(self, client: mqtt.Client, userdata: Any, level: int, text: str) -> None:
+        # The socket error behind a dropped connection reaches us only as paho's log line; keep it for
+        # on_disconnect, whose reason code says just "Unspecified error".
+        for prefix in ("failed to receive on socket: ", "failed to send on socket: "):
+            if text.startswith(prefix):
+                self._socket_error = _SSL_NOISE.sub("", text[len(prefix):]).strip()
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
         # paho calls this inside its ``except OSError`` around the attempt: the exception is the reason.
@@ -674,9 +752,19 @@ class MqttPublisher:
         self._publish_state()
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        was_connected = self._connected.is_set()
         self._connected.clear()
-        if not self._stopping:
-            self._trouble(f"lost the broker ({reason})")
+        detail, self._socket_error = self._socket_error, None
+        if self._stopping:
+            return
+        if was_connected:
+            self._trouble(f"lost the broker ({detail or reason})")
+        elif detail:
+            hint = (" (the broker wants a client certificate: set mqtt.tls.cert_file and key_file)"
+                    if "certificate required" in detail else "")
+            self._trouble(f"the broker at {self.config.host}:{self.config.effective_port} closed the connection: "
+                          f"{detail}{hint}")
+        # Otherwise the broker refused the CONNECT, and _on_connect said why.
 
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, properties: Any) -> None:
         # Called with paho's locks held: hand the ack to the sender thread, never publish from here.

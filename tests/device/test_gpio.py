@@ -166,3 +166,15 @@ def test_nothing_configured_touches_no_pins() -> None:
     assert not gpio.available and Device.pin_factory is None
     gpio.detection("beep")
     gpio.close()
+
+
+def test_one_pin_under_two_names_is_refused_in_run_as_in_check() -> None:
+    """GPIO17 and BOARD11 are one pin: a config mistake, refused whether or not strict (hark run is not)."""
+    from hark.config import GpioConfig
+    from hark.errors import HarkError
+    from hark.gpio import Gpio
+
+    cfg = GpioConfig(mock=True, leds={"beep": "GPIO17", "chirp": "BOARD11"})
+    for strict in (False, True):
+        with pytest.raises(HarkError, match=r"^gpio.leds.chirp: GPIO17 is already used by gpio.leds.beep"):
+            Gpio(cfg, classes=["background", "beep", "chirp"], strict=strict)
