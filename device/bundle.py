@@ -130,3 +130,71 @@ def write_bundle(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+REPORT_FILE = "report.html"  # written beside the bundle's files by the trainer; not read by the device
+
+
+def check_output(path: str | Path, *, dataset: str | Path | None = None) -> Path:
+    """The folder ``hark train -o PATH`` may write, resolved; :class:`BundleError` otherwise, before any work.
+
+    A bundle replaces its folder as a whole, so the folder must be missing, empty, or a hark bundle
+    (its manifest and the files a bundle holds, nothing else): a folder of clips, the dataset, a
+    folder inside the dataset or one that holds it, and the current folder or one above it (the
+    shell would be left in a deleted folder) are refused, naming what would have been lost.
+    """
+    shown = Path(path)
+    target = shown.expanduser().resolve()
+    if target.parent == target or not target.name:
+        raise BundleError(f"-o {shown}: a bundle needs a folder of its own, not {target}")
+    cwd = Path.cwd().resolve()
+    if target == cwd or target in cwd.parents:
+        raise BundleError(f"-o {shown}: the bundle replaces the whole folder {target}, and the current folder is "
+                          f"{'it' if target == cwd else 'inside it'}; give a new folder (-o mymodel)")
+    if dataset is not None:
+        data = Path(dataset).expanduser().resolve()
+        if target == data or data in target.parents:
+            raise BundleError(f"-o {shown}: the bundle may not go {'into' if target != data else 'over'} "
+                              f"the dataset {data}; give a folder outside it (-o mymodel)")
+        if target in data.parents:
+            raise BundleError(f"-o {shown}: {target} holds the dataset {data}, and writing the bundle replaces "
+                              "the whole folder; give a new folder (-o mymodel)")
+    if not target.exists() and not target.is_symlink():
+        return target
+    if not target.is_dir() or target.is_symlink():
+        raise BundleError(f"-o {shown}: {target} is not a folder; give a new folder (-o mymodel)")
+    entries = sorted(p.name for p in target.iterdir())
+    if not entries:
+        return target
+    listed = _bundle_entries(target)
+    if not listed:
+        shown_entries = ", ".join(entries[:3]) + (f" and {len(entries) - 3} more" if len(entries) > 3 else "")
+        raise BundleError(f"-o {shown}: {target} is not empty and not a hark bundle (it holds {shown_entries}); "
+                          "hark train writes only to a new or empty folder or replaces an earlier bundle")
+    foreign = [e for e in entries if e not in listed | {MANIFEST, REPORT_FILE}]
+    if foreign:
+        raise BundleError(f"-o {shown}: the bundle {target} also holds {', '.join(foreign[:3])}, which replacing "
+                          "it would delete; move that away first")
+    return target
+
+
+def _bundle_entries(folder: Path) -> set[str]:
+    """The top-level names a bundle's manifest lists (empty when ``folder`` holds no hark manifest).
+
+    A bundle of an older format still counts: its manifest only has to be a small JSON object
+    with a ``files`` table, so retraining over it works.
+    """
+    try:
+        return {name.split("/")[0] for name in read_manifest(folder / MANIFEST).files}
+    except (BundleError, OSError, ValueError):
+        pass
+    try:
+        if (folder / MANIFEST).stat().st_size > 1 << 20:
+            return set()
+        document = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return set()
+    files = document.get("files") if isinstance(document, dict) else None
+    if not isinstance(files, dict) or not files:
+        return set()
+    return {str(name).split("/")[0] for name in files}

@@ -145,6 +145,9 @@ def run_checks(config_path: str | Path) -> Config:
         problem = secret_file_warning(path, key)
         if problem:
             _warn("secrets", problem)
+    from hark.web import check_web
+
+    _ok("web", check_web(config))
     if config.audio.device is not None:
         from hark.audio import find_input_device
 

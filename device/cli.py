@@ -28,6 +28,9 @@ def _trainer_missing(command: str, err: ModuleNotFoundError) -> HarkError:
 
 
 def _run_train(args: argparse.Namespace) -> int | None:
+    from hark.bundle import check_output
+
+    check_output(args.output, dataset=args.dataset)  # refused in one line before anything is read or imported
     # Training imports TensorFlow only once the clips' features are computed, so without this a
     # device install would read and process the dataset for minutes before failing.
     if importlib.util.find_spec("tensorflow") is None:
@@ -99,6 +102,18 @@ def _run_dataset_check(args: argparse.Namespace) -> int | None:
     from hark import dataset
 
     return dataset.check_main(args)
+
+
+def _run_review(args: argparse.Namespace) -> int | None:
+    from hark import review
+
+    return review.main(args)
+
+
+def _run_deploy(args: argparse.Namespace) -> int | None:
+    from hark.web import deploy
+
+    return deploy.main(args)
 
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -247,6 +262,31 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="examples:\n  hark dataset check DATASET")
     q.add_argument("dataset", metavar="DATASET", help="folder of DATASET/<label>/ clips")
     q.set_defaults(run=_run_dataset_check)
+
+    p = _command(sub, "review", "judge captured detections: right into the dataset, wrong into _unknown_",
+                 "Captures (recording.capture: true in the config) are the audio of each detection. A right\n"
+                 "one becomes a clip of its class, a wrong one goes to DATASET/_unknown_/ so the next\n"
+                 "training learns not to fire on it; nothing is overwritten.",
+                 "  hark review /var/lib/hark/captures -d DATASET --list\n"
+                 "  hark review CAPTURES -d DATASET --right lights/2026-01-02T10-00-00_0.97 --wrong music/...")
+    p.add_argument("captures", metavar="CAPTURES", help="captures folder (CAPTURES/<label>/*.wav, from hark run)")
+    p.add_argument("-d", "--dataset", required=True, metavar="DATASET", help="dataset folder to file them into")
+    p.add_argument("--right", nargs="+", metavar="ID", help="captures that were right (<label>/<name>)")
+    p.add_argument("--wrong", nargs="+", metavar="ID", help="captures that were wrong: into _unknown_")
+    p.add_argument("--delete", nargs="+", metavar="ID", help="captures to delete")
+    p.add_argument("--list", action="store_true", help="list the captures, newest first, and stop")
+    p.set_defaults(run=_run_review)
+
+    p = _command(sub, "deploy", "send a model bundle to a running hark's page (swapped in live)",
+                 "Checks the bundle here first, logs in to the page (the password from --password-file, or\n"
+                 "asked), uploads it; the device checks it again and keeps the previous one for rollback.",
+                 "  hark deploy MODEL http://hark.local:8080\n"
+                 "  hark deploy MODEL https://hark.local:8443 --password-file ~/.hark-password --cafile ca.pem")
+    p.add_argument("model", metavar="MODEL", help="bundle folder (from hark train)")
+    p.add_argument("url", metavar="URL", help="the device's page, e.g. http://pi:8080")
+    p.add_argument("--password-file", metavar="FILE", help="read the page's password from FILE (else asked)")
+    p.add_argument("--cafile", metavar="PEM", help="CA certificate to trust for an https page")
+    p.set_defaults(run=_run_deploy)
     return parser
 
 

@@ -99,10 +99,13 @@ class Gpio:
     """
 
     def __init__(self, config: GpioConfig, *, classes: list[str],
-                 on_button: Callable[[str | None], None] | None = None, strict: bool = False) -> None:
+                 on_button: Callable[[str | None], None] | None = None, strict: bool = False,
+                 on_wrong: Callable[[], None] | None = None) -> None:
         self.config = config
         self.classes = [c for c in classes if c != BACKGROUND]
         self.on_button = on_button
+        self.on_wrong = on_wrong
+        self.wrong_button: Any = None
         self.available = False
         self.leds: dict[str, Any] = {}
         self.led: Any = None
@@ -185,6 +188,19 @@ class Gpio:
                 c.pin, pull_up=True, bounce_time=cfg.bounce_s or None, hold_time=cfg.long_press_s))
             self._wire_button(button, button_cfg.label)
             self.buttons.append(button)
+        if cfg.wrong_button is not None:
+            self.wrong_button = self._add(gpiozero.Button(cfg.wrong_button, pull_up=True,
+                                                          bounce_time=cfg.bounce_s or None))
+            self.wrong_button.when_pressed = self._wrong_pressed
+
+    def _wrong_pressed(self) -> None:
+        log.info("button %s pressed: that was wrong", self.wrong_button.pin)
+        if self.on_wrong is None:
+            return
+        try:
+            self.on_wrong()
+        except Exception:  # gpiozero's thread must not die with the handler
+            log.exception("'that was wrong' handler failed")
 
     def _unavailable(self, why: str, strict: bool) -> None:
         message = f"GPIO not available ({why}); set gpio.mock: true to try without a Raspberry Pi"
@@ -362,10 +378,10 @@ class Gpio:
 
 
 def open_gpio(config: Config, *, classes: list[str], on_button: Callable[[str | None], None] | None = None,
-              strict: bool = False) -> Gpio:
+              strict: bool = False, on_wrong: Callable[[], None] | None = None) -> Gpio:
     """:class:`Gpio` for a whole config: a problem with a ``gpio.*`` key is reported at its line in the file."""
     try:
-        return Gpio(config.gpio, classes=classes, on_button=on_button, strict=strict)
+        return Gpio(config.gpio, classes=classes, on_button=on_button, strict=strict, on_wrong=on_wrong)
     except HarkError as err:
         key, sep, problem = str(err).partition(": ")
         if sep and key.startswith("gpio."):

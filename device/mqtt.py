@@ -9,6 +9,8 @@ Topics live under ``<base>/<device_id>/`` (``hark/kitchen/`` by default):
 ``state``         retained JSON: ``{"state": "listening"|"muted"|"recording", "muted": ..., "version": ...}``
 ``mute/set``      command: ``ON`` / ``OFF``
 ``record/set``    command: ``{"label": "beep", "seconds": 1.5}`` (no label or ``"background"``: background)
+``wrong/set``     command (any payload, e.g. ``PRESS``): the latest detection was wrong; its capture
+                  moves into the dataset's ``_unknown_`` folder (:func:`hark.review.mark_latest_wrong`)
 
 Delivery. Every event is first written to an outbox (sqlite3 under the state directory,
 ``synchronous=FULL``) whose autoincrement row id is the event's ``id``: unique and increasing
@@ -581,6 +583,8 @@ class MqttPublisher:
         on_mute: Callable[[bool], None] | None = None,
         on_record: Callable[[ClipRequest], None] | None = None,
         record_max_s: float = 60.0,
+        on_wrong: Callable[[], None] | None = None,
+        model_created: str | None = None,
         ack_timeout_s: float = ACK_TIMEOUT_S,
         stuck_s: float = STUCK_S,
     ) -> None:
@@ -591,6 +595,8 @@ class MqttPublisher:
         self.labels = [label for label in labels if label != BACKGROUND]
         self.on_mute = on_mute
         self.on_record = on_record
+        self.on_wrong = on_wrong
+        self.model_created = model_created
         self.record_max_s = record_max_s
         self.outbox = Outbox(state_dir / "mqtt-outbox.sqlite3", max_events=config.outbox_max)
         self._state = {"state": "listening", "muted": False}
@@ -660,6 +666,31 @@ class MqttPublisher:
                 **common,
             },
         }
+        # The running model's name as a sensor (with its labels and training date), so Home Assistant
+        # shows which model the device runs and when a deploy from the page changed it.
+        docs[f"{prefix}/sensor/{uid}/model/config"] = {
+            "name": "Model",
+            "unique_id": f"{uid}_model",
+            "default_entity_id": f"sensor.{uid}_model",
+            "state_topic": self.topic("state"),
+            "value_template": "{{ value_json.model }}",
+            "json_attributes_topic": self.topic("state"),
+            "json_attributes_template":
+                "{{ {'labels': value_json.labels, 'created': value_json.model_created} | tojson }}",
+            "entity_category": "diagnostic",
+            "icon": "mdi:brain",
+            **common,
+        }
+        if self.on_wrong is not None:
+            docs[f"{prefix}/button/{uid}/wrong/config"] = {
+                "name": "That was wrong",
+                "unique_id": f"{uid}_wrong",
+                "default_entity_id": f"button.{uid}_wrong",
+                "command_topic": self.topic("wrong/set"),
+                "payload_press": "PRESS",
+                "icon": "mdi:thumb-down",
+                **common,
+            }
         if self.config.binary_sensor:
             for label in self.labels:
                 docs[f"{prefix}/binary_sensor/{uid}/{label}/config"] = {
@@ -734,7 +765,7 @@ class MqttPublisher:
             return
         self._problem = None
         log.info("MQTT: connected to %s:%d", self.config.host, self.config.effective_port)
-        client.subscribe([(self.topic("mute/set"), 1), (self.topic("record/set"), 1)])
+        client.subscribe([(self.topic("mute/set"), 1), (self.topic("record/set"), 1), (self.topic("wrong/set"), 1)])
         if self.config.discovery:
             client.subscribe(f"{self.config.discovery_prefix}/status", 1)
         self._announce()
@@ -798,6 +829,10 @@ class MqttPublisher:
                          f" for {command.seconds:g} s" if command.seconds else "")
                 if self.on_record:
                     self.on_record(command)
+            elif message.topic == self.topic("wrong/set"):
+                log.info("MQTT: that was wrong")
+                if self.on_wrong:
+                    self.on_wrong()
         except HarkError as err:
             log.warning("MQTT: ignored a bad command on %s: %s", message.topic, err)
         except Exception:  # a command must never take the network thread down
@@ -974,8 +1009,22 @@ class MqttPublisher:
         if self._connected.is_set():
             self._publish_state()
 
+    @property
+    def connected(self) -> bool:
+        """True while the broker connection is up."""
+        return self._connected.is_set()
+
+    def set_model(self, name: str, labels: list[str], *, created: str | None = None) -> None:
+        """A new model runs (deployed from the page): new event types in discovery, new name in the state."""
+        self.model_name = name
+        self.labels = [label for label in labels if label != BACKGROUND]
+        self.model_created = created
+        if self._connected.is_set():
+            self._announce()
+
     def _publish_state(self) -> None:
-        doc = {**self._state, "version": __version__, "model": self.model_name, "labels": self.labels}
+        doc = {**self._state, "version": __version__, "model": self.model_name, "labels": self.labels,
+               "model_created": self.model_created}
         self.client.publish(self.topic("state"), json.dumps(doc), qos=1, retain=True)
 
     def stop(self, *, timeout: float = 5.0) -> None:

@@ -29,7 +29,7 @@ from tqdm import tqdm
 from hark import __version__
 from hark.audiofile import SAMPLE_RATE
 from hark.basemodels import BASE_FILES, fetch_base
-from hark.bundle import MANIFEST, write_bundle
+from hark.bundle import MANIFEST, check_output, write_bundle
 from hark.dataset import Clip, Dataset, check_dataset
 from hark.errors import HarkError
 from hark.frontend import Frontend, build_frontend
@@ -532,6 +532,7 @@ def train(dataset_path: str | Path, output: str | Path, options: TrainOptions = 
     """Train a bundle at ``output`` from the dataset folder; returns the manifest written."""
     started = time.monotonic()
     say = (lambda m: print(m, file=sys.stderr)) if options.progress else (lambda m: None)
+    output = check_output(output, dataset=dataset_path)  # before any work: nothing the user did not ask to replace
     dataset = check_dataset(dataset_path, progress=options.progress)
     base, why = choose_base(dataset, options.base, seed=options.seed, say=say)
     say(f"hark: base {base} ({why})")

@@ -141,6 +141,20 @@ def test_button_press_records_its_label_and_long_press_background() -> None:
     gpio.close()
 
 
+def test_the_wrong_button_calls_its_handler_once_a_press() -> None:
+    pressed: list[bool] = []
+    gpio = Gpio(GpioConfig(mock=True, wrong_button=20, bounce_s=0), classes=CLASSES,
+                on_wrong=lambda: pressed.append(True))
+    pin = Device.pin_factory.pin(20)
+    pin.drive_low()
+    time.sleep(0.05)
+    pin.drive_high()
+    wait_until(lambda: pressed == [True])
+    time.sleep(0.1)
+    assert pressed == [True]
+    gpio.close()
+
+
 def test_not_on_a_pi_and_not_mock_goes_on_without_gpio(monkeypatch: pytest.MonkeyPatch,
                                                       caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.delenv("GPIOZERO_PIN_FACTORY", raising=False)

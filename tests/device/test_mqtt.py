@@ -85,7 +85,10 @@ def test_event_state_availability_and_discovery_on_the_wire(broker: Broker, tmp_
         (state,) = late.on("hark/kitchen/state")
         assert state.retain
         assert state.json() == {"state": "listening", "muted": False, "version": __version__, "model": "tones",
-                                "labels": ["beep", "chirp"]}
+                                "labels": ["beep", "chirp"], "model_created": None}
+        (model,) = late.on("homeassistant/sensor/hark_kitchen/model/config")
+        assert model.json()["state_topic"] == "hark/kitchen/state"
+        assert model.json()["value_template"] == "{{ value_json.model }}"
         (doc_msg,) = late.on("homeassistant/event/hark_kitchen/detection/config")
         assert doc_msg.retain
         doc = doc_msg.json()
