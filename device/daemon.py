@@ -77,6 +77,10 @@ class Daemon:
             from hark.mqtt import validate
 
             validate(config)  # before the model loads: the same refusal, at the same line, as hark check
+        if config.web is not None:
+            from hark.web import check_web
+
+            check_web(config)  # the page's password and TLS files, before the model loads too
         self.pipeline = load_pipeline(config)
         self.model = self.pipeline.model
         self.model_name = self.model.bundle.name
