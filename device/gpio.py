@@ -189,8 +189,8 @@ class Gpio:
             self._wire_button(button, button_cfg.label)
             self.buttons.append(button)
         if cfg.wrong_button is not None:
-            self.wrong_button = self._add(gpiozero.Button(cfg.wrong_button, pull_up=True,
-                                                          bounce_time=cfg.bounce_s or None))
+            self.wrong_button = self._add("gpio.wrong_button", lambda: gpiozero.Button(
+                cfg.wrong_button, pull_up=True, bounce_time=cfg.bounce_s or None))
             self.wrong_button.when_pressed = self._wrong_pressed
 
     def _wrong_pressed(self) -> None:
