@@ -154,23 +154,33 @@ class ActivityGate:
         return self.hops < self._warmup_hops or above >= self.settings.min_bands
 
 
-def open_windows(samples: np.ndarray, window_ends: np.ndarray, *, settings: GateSettings,
-                 hold_samples: int) -> np.ndarray:
-    """For a whole recording from a fresh gate: which head windows (ending at these samples) the pipeline runs.
+def active_hops(samples: np.ndarray, settings: GateSettings) -> np.ndarray:
+    """Start samples of the active hops of a whole recording, judged by a fresh gate (a last partial
+    hop judged as if padded with silence, as :meth:`hark.pipeline.Pipeline.flush` does)."""
+    x = np.asarray(samples, np.float32).reshape(-1)
+    if settings.mode == "off":
+        return np.arange(0, len(x), HOP, dtype=np.int64)
+    gate = ActivityGate(settings)
+    gate.push(np.concatenate([x, np.zeros((-len(x)) % HOP, np.float32)]))
+    return np.array(gate.active, dtype=np.int64)
 
-    The pipeline's streaming decisions are the same (a test holds them to it); the trainer's
+
+def open_windows(active: np.ndarray, window_ends: np.ndarray, *, hold_samples: int) -> np.ndarray:
+    """Which head windows (ending at these samples) the pipeline runs, given the active hops' starts.
+
+    A window is run when an active hop ``[h, h + HOP)`` overlaps its last ``hold_samples``; the
+    pipeline's streaming decisions are the same (a test holds them to it), and the trainer's
     calibration scores the windows it would skip as background, as the device does.
     """
     ends = np.asarray(window_ends, dtype=np.int64)
-    if settings.mode == "off":
-        return np.ones(len(ends), dtype=bool)
-    gate = ActivityGate(settings)
-    padded = np.concatenate([np.asarray(samples, np.float32), np.zeros((-len(samples)) % HOP, np.float32)])
-    gate.push(padded)
-    starts = np.array(gate.active, dtype=np.int64)
+    starts = np.asarray(active, dtype=np.int64)
     if not len(starts):
         return np.zeros(len(ends), dtype=bool)
-    # A window [e - hold, e) is open when an active hop [h, h + HOP) overlaps it.
-    first_after = np.searchsorted(starts, ends, side="left")  # hops starting at or after e do not count
+    first_after = np.searchsorted(starts, ends, side="left")  # hops starting at or after the end do not count
     last = starts[np.maximum(first_after - 1, 0)]
     return (first_after > 0) & (last + HOP > ends - hold_samples)
+
+
+def hold_samples(settings: GateSettings, span_samples: int) -> int:
+    """How far back from a window's end an active hop keeps it open: ``hold_s``, at most the window's span."""
+    return span_samples if settings.hold_s is None else min(span_samples, round(settings.hold_s * SAMPLE_RATE))

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from hark.activity import HOP, ActivityGate, GateSettings
+from hark.activity import HOP, ActivityGate, GateSettings, hold_samples
 from hark.detector import Detection, Detector, DetectorSettings
 from hark.model import Model
 from hark.verifier import Verifier
@@ -64,8 +64,7 @@ class Pipeline:
         self.hop = self.frontend.hop_samples
         self.span = self.frontend.receptive_samples + (self.window - 1) * self.hop
         self.gate_settings = GateSettings.of(gate)
-        hold = self.gate_settings.hold_s
-        self.hold = self.span if hold is None else min(self.span, round(hold * SAMPLE_RATE))
+        self.hold = hold_samples(self.gate_settings, self.span)
         self.gate = ActivityGate(self.gate_settings) if self.gate_settings.mode != "off" else None
         self.padding = int(model.manifest.get("head", {}).get("clip_padding_samples", 8000))
         self._silence = np.zeros(len(model.labels))
