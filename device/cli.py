@@ -133,6 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-m", "--model", required=True, metavar="MODEL")
     p.add_argument("audio", metavar="AUDIO_FILE")
     p.add_argument("--json", action="store_true", help="one JSON line per detection")
+    p.add_argument("--gate", choices=("activity", "silence", "off"), default="activity",
+                   help="skip the network while the room is only its steady noise (activity, the default), "
+                        "only in digital silence, or never")
     p.set_defaults(run=_run_detect)
 
     p = sub.add_parser("listen", help="live per-class scores from the microphone")

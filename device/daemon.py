@@ -55,6 +55,7 @@ class Daemon:
             thresholds=dict(config.detection.thresholds) or None,
             refractory_s=dict(config.detection.refractory_s) or None,
             verify=config.detection.verify,
+            gate=config.detection.gate.settings(),
         )
         self.state_dir = config.resolve_state_dir()
         try:
