@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
+from hark.audiofile import check_header
 from hark.errors import AudioError, HarkError
 
 SAMPLE_RATE = 16000  # the same as hark.audiofile.SAMPLE_RATE, without importing scipy through it
@@ -186,6 +187,12 @@ class FileSource:
             raise AudioError(f"{self.path}: cannot decode audio ({reason})") from None
         self.rate = int(self._file.samplerate)
         self.channels = int(self._file.channels)
+        try:
+            # Before the resampler is built: its filter grows with the rate ratio (1 Hz: gigabytes).
+            check_header(self.path, rate=self.rate, channels=self.channels)
+        except AudioError:
+            self.close()
+            raise
         self.frames = int(self._file.frames)
         self.samples_out = 0
 

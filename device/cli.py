@@ -8,6 +8,7 @@ imports the trainer (or TensorFlow), and a trainer command on a machine without 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 import sys
 from collections.abc import Sequence
@@ -26,6 +27,10 @@ def _trainer_missing(command: str, err: ModuleNotFoundError) -> HarkError:
 
 
 def _run_train(args: argparse.Namespace) -> int | None:
+    # Training imports TensorFlow only once the clips' features are computed, so without this a
+    # device install would read and process the dataset for minutes before failing.
+    if importlib.util.find_spec("tensorflow") is None:
+        raise _trainer_missing(args.command, ModuleNotFoundError(name="tensorflow"))
     try:
         from hark.trainer import train
     except ModuleNotFoundError as err:

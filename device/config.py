@@ -303,6 +303,9 @@ class Config:
 
 # ---------------------------------------------------------------- loading
 
+_PLAIN_TAG = "tag:yaml.org,2002:"  # YAML's own tags (str, int, map...); anything else is refused
+
+
 class _Builder:
     """Turns composed YAML nodes into the dataclasses above, recording the line of every key."""
 
@@ -320,10 +323,17 @@ class _Builder:
         if not isinstance(node, yaml.ScalarNode):
             kind = "a list" if isinstance(node, yaml.SequenceNode) else "a mapping"
             raise self.fail(node, path, f"expected a single value, got {kind}")
-        return self.loader.construct_object(node, deep=True)
+        try:
+            return self.loader.construct_object(node, deep=True)
+        except (yaml.YAMLError, ValueError, TypeError, OverflowError):
+            # A malformed value of an explicit tag (``!!int abc``): one line, not a traceback.
+            kind = node.tag.removeprefix(_PLAIN_TAG)
+            raise self.fail(node, path, f"{node.value!r:.60} is not a valid {kind}") from None
 
     def build(self, kind: Any, node: yaml.Node, path: str, meta: dict[str, Any]) -> Any:
         self.lines.setdefault(path, node.start_mark.line + 1)
+        if not node.tag.startswith(_PLAIN_TAG) or node.tag.startswith(_PLAIN_TAG + "python/"):
+            raise self.fail(node, path, f"the tag {node.tag} is not allowed; hark configs hold plain values only")
         origin = typing.get_origin(kind)
         args = typing.get_args(kind)
         if origin in (Union, types.UnionType):

@@ -28,7 +28,6 @@ from typing import Any
 import numpy as np
 
 from hark.config import Config, load_config
-from hark.errors import HarkError
 from hark.sdnotify import Notifier
 
 log = logging.getLogger(__name__)
@@ -61,7 +60,9 @@ class Daemon:
         try:
             self.state_dir.mkdir(parents=True, exist_ok=True)
         except OSError as err:
-            raise HarkError(f"{self.state_dir}: cannot create the state directory ({err.strerror})") from None
+            # Detection goes on: the MQTT outbox holds events in memory until the directory can be written.
+            log.warning("%s: cannot create the state directory (%s); going on without it", self.state_dir,
+                        err.strerror)
         self.muted = False
         self.recording = False
         self.audio_lost = False
@@ -165,6 +166,12 @@ class Daemon:
         if self.recorder is not None:
             self.recorder.capture(detection)
 
+    def healthy(self) -> bool:
+        """What the systemd watchdog is pinged on: audio keeps coming and events are not stuck."""
+        if time.monotonic() - self._last_chunk >= STALL_S:
+            return False
+        return self.mqtt is None or self.mqtt.healthy()
+
     def run(self) -> int:
         """Listen until the input ends or a signal comes; returns the exit code."""
         previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
@@ -173,7 +180,7 @@ class Daemon:
             source = self._open_source()
             self._show_state()
             self.notifier.ready(f"listening: model {self.model_name} ({', '.join(self.classes)})")
-            self.notifier.start_watchdog(healthy=lambda: time.monotonic() - self._last_chunk < STALL_S)
+            self.notifier.start_watchdog(healthy=self.healthy)
             log.info("listening for %s with model %s", ", ".join(self.classes), self.model_name)
             silence: np.ndarray | None = None
             for chunk in self._chunks(source):

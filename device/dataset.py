@@ -21,9 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 
-from hark.audiofile import SAMPLE_RATE, is_audio_path, read_audio
+from hark.audiofile import SAMPLE_RATE, audio_info, is_audio_path, read_audio
 from hark.errors import AudioError, HarkError
 from hark.labels import BACKGROUND_DIR, UNKNOWN_DIR, check_label
 
@@ -117,10 +116,7 @@ def _warn_stderr(message: str) -> None:
 
 def read_clip(path: Path, label: str) -> Clip:
     """A :class:`Clip` of ``path``; :class:`AudioError` naming the file when it cannot be read."""
-    try:
-        info = sf.info(str(path))
-    except (sf.LibsndfileError, RuntimeError, OSError, ValueError) as err:
-        raise AudioError(f"{path}: cannot decode audio ({str(err).splitlines()[0] if str(err) else err})") from None
+    info = audio_info(path)  # rate, channels and length checked before anything is read
     samples = read_audio(path)
     digest = hashlib.sha256(np.round(samples * 32767).astype(np.int16).tobytes()).hexdigest()
     peak = float(np.max(np.abs(samples)))

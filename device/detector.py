@@ -29,7 +29,7 @@ candidates in order of margin, and fires the first it confirms. When it confirms
 fires; the candidates re-arm once their scores fall below threshold, as after a detection, so one
 rejected sound is judged once, and the other classes are held off as after a detection: the tail
 of a sound the verifier turned away as "computer" is no more evidence of "alexa" than the tail of
-one it confirmed (on the streaming bench such a tail fired `alexa` 1.4 s after a `computer`).
+one it confirmed, and left free such a tail fires the next class a second or so later.
 
 The manifest's ``detection`` section gives the defaults the trainer calibrated:
 ``thresholds`` (per class), ``smoothing`` (head outputs averaged, an int or per class) and

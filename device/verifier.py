@@ -1,8 +1,8 @@
 """A second opinion before a detection fires: does the sound match the user's own recordings?
 
 The head is a classifier fitted to a handful of clips, and some stretches of other speech land on
-the keyword's side of it with a score of 0.99 — which stretches depends on the training run (on
-the streaming benchmark the same recipe gave 8 to 34 false detections an hour over three seeds).
+the keyword's side of it with a score of 0.99 — and which stretches depends on the training run,
+so trainings of one recipe differ several-fold in false detections an hour.
 The verifier asks a different question, the one query-by-example keyword spotting asks: is the
 last ``region_s`` seconds of features close to the class's *templates*, the features of the very
 clips the user recorded? It aligns each template in that stretch by subsequence dynamic time
@@ -15,8 +15,8 @@ A class's distance is the mean over its ``nearest`` closest templates.
 A detection of class ``c`` is confirmed when its distance is at most ``max_distance[c]`` and
 clearly nearer than any other class's: at most ``ratio`` (0.93) times the nearest other class's
 distance, the ratio test of nearest-neighbour matching. A sound half-way between two classes is
-neither (on the streaming benchmark, a stretch of read speech passed as ``jarvis`` at a ratio of
-0.94-1.00, where the real keywords' 95th percentile is 0.77-0.79). The trainer sets ``max_distance``
+neither: read speech that lands between two keywords sits near a ratio of 1, real keywords well
+below 0.8. The trainer sets ``max_distance``
 from the clips themselves: each clip, noised and perturbed as in training, is matched against the
 other clips of its class (leave one out), and the largest such distance plus a margin is the limit —
 so a class whose clips vary a lot gets a looser limit, and nothing is tuned on the test stream.

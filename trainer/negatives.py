@@ -4,9 +4,9 @@ A few clips of a word and some background do not tell a head what the word is *n
 negatives it fires on "smart mirror" for "marvin". Every training adds windows from this bank
 as background (unless ``--no-negatives``). The bank's audio comes from:
 
-- ``$HARK_NEGATIVES`` (folders separated by ``os.pathsep``), searched recursively: tests and CI
-  point it at ``../shared/data/real/speech`` and ``../shared/data/real/esc10``; users may add
-  their own recordings of the radio, the TV, the household;
+- ``$HARK_NEGATIVES`` (folders separated by ``os.pathsep``), searched recursively: recordings
+  that must not fire, such as the radio, the TV, the household (benchmarks point it at recordings
+  kept out of the repository);
 - otherwise the official sources below, downloaded once with pinned hashes and unpacked into
   the cache (``$HARK_CACHE_DIR/negatives``).
 
@@ -82,7 +82,8 @@ class BankClip:
 
 def read_clip(path: Path) -> np.ndarray:
     """A bank recording's first ``MAX_CLIP_S`` seconds: the bank does not need more of one voice."""
-    return read_audio(path)[: int(MAX_CLIP_S * SAMPLE_RATE)]
+    # A second more than is kept, so the resampler's edge falls outside what is kept.
+    return read_audio(path, first_seconds=MAX_CLIP_S + 1.0)[: int(MAX_CLIP_S * SAMPLE_RATE)]
 
 
 def feature_cache_dir() -> Path:

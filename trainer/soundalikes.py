@@ -1,9 +1,9 @@
 """Sound-alikes: the stretches of the negative bank that sound most like the user's own clips.
 
 A random sample of the bank teaches a head what the keyword is *not* in general; it seldom holds
-the few stretches that come closest, and those are what fire in a home. On the streaming benchmark
-"Chapter seven…" fired as ``jarvis`` in most trainings, though the bank held plenty of chapter
-openings, none of them among the windows drawn. This module searches the whole bank with the
+the few stretches that come closest, and those are what fire in a home ("chapter seven" for
+``jarvis``: a random draw of windows rarely holds the one chapter opening that comes that close).
+This module searches the whole bank with the
 verifier's own measure (:func:`hark.verifier.distance_by_end`: subsequence DTW, cosine distance)
 for the ``per_class`` stretches closest to each class's clips, and returns the head windows that
 end on them, clean and mixed into the user's background as a stream would hold them, to be taught

@@ -74,7 +74,7 @@ def prepare(work: Path, *, minutes: float, per_class: int, base: str, fresh: boo
         out = run([sys.executable, str(data / "make_stream.py"), "split", str(real / "keywords"),
                    "--per-class", str(per_class)], capture_output=True)
         train_list.write_text(out.stdout)
-    # The generic negative bank (issue 7) is read from $HARK_NEGATIVES: give it half of the distractor
+    # The generic negative bank is read from $HARK_NEGATIVES: give it half of the distractor
     # sources (ESC-10 fold 1, every other LibriSpeech speaker) and keep exactly those out of the stream,
     # so no clip is both a training negative and a test distractor.
     negatives = work / "negatives"

@@ -186,3 +186,23 @@ def test_mic_source_counts_overflows_and_keeps_going(pulse_server, monkeypatch: 
             next(chunks)
         assert mic.overflows > 0
         assert not mic.lost
+
+
+def test_file_source_refuses_a_one_hz_header_before_allocating(tmp_path: Path) -> None:
+    from tests.device.test_audiofile import one_hz_wav
+
+    path = one_hz_wav(tmp_path / "one_hz.wav")
+    with pytest.raises(AudioError, match=r"one_hz.wav: sample rate 1 Hz is outside"):
+        FileSource(path)
+
+
+def test_detect_on_a_one_hz_header_is_one_line(tone_bundle: Path, tmp_path: Path) -> None:
+    from tests.device.test_audiofile import one_hz_wav, run_capped
+
+    path = one_hz_wav(tmp_path / "one_hz.wav")
+    result = run_capped("detect", "-m", str(tone_bundle), str(path))
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"hark: error: {path}: sample rate 1 Hz is outside 4000..384000 Hz "
+        "(a damaged header, or not a recording hark can use)")
+    assert "Traceback" not in result.stderr

@@ -180,3 +180,20 @@ def test_gate_settings_reach_the_pipeline_settings(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, "model: m\ndetection:\n  gate: {mode: silence, margin_db: 12, hold_s: 1.5}\n"))
     settings = config.detection.gate.settings()
     assert (settings.mode, settings.margin_db, settings.hold_s) == ("silence", 12.0, 1.5)
+
+
+@pytest.mark.parametrize(("text", "line", "key", "problem"), [
+    ("model: !!python/name:os.system\n", 1, "model", "the tag tag:yaml.org,2002:python/name:os.system is not allowed"),
+    ("model: m\nmqtt: !!python/object/apply:os.system [ls]\n", 2, "mqtt", "python/object/apply:os.system"),
+    ("model: !custom m\n", 1, "model", "the tag !custom is not allowed"),
+    ("model: m\naudio: {rate: !!int abc}\n", 2, "audio.rate", "'abc' is not a valid int"),
+])
+def test_yaml_tags_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, line: int,
+                                key: str, problem: str) -> None:
+    from hark.cli import main
+
+    path = write(tmp_path, text)
+    assert main(["check", "-c", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert err.startswith(f"hark: error: {path}:{line}: {key}: ") and problem in err, err

@@ -15,6 +15,7 @@ import pytest
 
 from tests.fixtures.broker import Broker, Subscriber
 from tests.fixtures.synth import write_stream
+from tests.fixtures.tmpfs import fill
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = [(2.0, "beep"), (5.0, "chirp"), (8.0, "beep"), (11.0, "chirp")]
@@ -161,3 +162,22 @@ def test_check_reports_what_it_checked(tone_bundle: Path, tmp_path: Path) -> Non
     run = hark("check", "-c", str(bad))
     assert run.returncode == 2
     assert "bad.yaml:5: gpio.leds.dog: the model has no class 'dog'" in run.stderr
+
+
+def test_full_state_filesystem_at_start_still_detects_and_publishes(tone_bundle: Path, stream: Path,
+                                                                     broker: Broker, small_tmpfs: Path,
+                                                                     tmp_path: Path) -> None:
+    config = write_config(tmp_path, tone_bundle, broker)
+    config.write_text(config.read_text().replace("state_dir: state", f"state_dir: {small_tmpfs}"))
+    fill(small_tmpfs)
+    sub = Subscriber(broker, ["hark/test/event"])
+    try:
+        run = hark("run", "-c", str(config), "--input", str(stream))
+        assert run.returncode == 0, run.stderr  # was: exit 2, and under systemd a restart loop
+        detected = [label for label, _ in detections_of(run.stdout)]
+        assert len(detected) == len(EVENTS)
+        sub.wait_for(lambda: len(sub.on("hark/test/event")) == len(detected), timeout=5)
+        assert [m.json()["event_type"] for m in sub.on("hark/test/event")] == detected
+        assert run.stderr.count("events are held in memory") == 1
+    finally:
+        sub.close()

@@ -93,3 +93,17 @@ def test_no_tensorflow_import() -> None:
 
     code = "import sys, device.dataset; print('tensorflow' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+
+
+def test_damaged_and_overlong_files_are_reported(dataset: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.device.test_audiofile import long_wav, one_hz_wav
+
+    one_hz_wav(dataset / "beep" / "one_hz.wav")
+    long_wav(dataset / "_background_noise_" / "all_day.wav", 11 * 60)
+    assert hark(["dataset", "check", str(dataset)]) == 0
+    out = capsys.readouterr().out
+    assert f"warning: {dataset / 'beep' / 'one_hz.wav'}: sample rate 1 Hz is outside 4000..384000 Hz" in out
+    assert f"warning: {dataset / '_background_noise_' / 'all_day.wav'}: 11.0 min of audio" in out
+    beep_row = next(line for line in out.splitlines() if line.startswith("beep "))
+    assert beep_row.split()[:2] == ["beep", "8"]  # neither file counted as usable
+    assert "30.0 s of background" in out

@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -13,6 +14,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from hark import __version__
@@ -21,6 +23,7 @@ from hark.errors import HarkError
 from hark.mqtt import MqttPublisher, Outbox, parse_mute, parse_record
 from hark.recorder import ClipRequest
 from tests.fixtures.broker import Broker, Subscriber
+from tests.fixtures.tmpfs import fill
 
 LABELS = ["background", "beep", "chirp"]
 ROOT = Path(__file__).resolve().parents[2]
@@ -88,12 +91,16 @@ def test_event_state_availability_and_discovery_on_the_wire(broker: Broker, tmp_
         assert doc["state_topic"] == "hark/kitchen/event"
         assert doc["availability_topic"] == "hark/kitchen/availability"
         assert doc["unique_id"] == "hark_kitchen_detection"
+        assert doc["default_entity_id"] == "event.hark_kitchen_detection" == "event." + doc["object_id"]
+        (switch,) = late.on("homeassistant/switch/hark_kitchen/mute/config")
+        assert switch.json()["default_entity_id"] == "switch.hark_kitchen_mute"
         assert doc["device"]["identifiers"] == ["hark_kitchen"]
         assert doc["device"]["sw_version"] == __version__
         assert {"name", "model"} <= set(doc["device"])
         assert doc["origin"]["name"] == "hark"
         (sensor,) = late.on("homeassistant/binary_sensor/hark_kitchen/beep/config")
         assert sensor.json()["off_delay"] == 3 and sensor.json()["state_topic"] == "hark/kitchen/detected/beep"
+        assert sensor.json()["default_entity_id"] == "binary_sensor.hark_kitchen_beep"
         assert late.on("homeassistant/binary_sensor/hark_kitchen/chirp/config")
         assert not late.on("hark/kitchen/event"), "events must not be retained"
         assert not late.on("homeassistant/binary_sensor/hark_kitchen/background/config")
@@ -292,3 +299,154 @@ def test_outbox_is_bounded_and_drops_the_oldest(tmp_path: Path, caplog: pytest.L
     again = Outbox(tmp_path / "o.sqlite3", max_events=3)
     assert again.add("t", {}) == ids[-1] + 1
     again.close()
+
+
+# ---------------------------------------------------------------- the outbox's own storage
+
+
+def damage(path: Path, offset: int, size: int, seed: int = 0) -> None:
+    """Overwrite ``size`` bytes of ``path`` at ``offset`` with random ones, as a power cut mid-write can."""
+    junk = np.random.default_rng(seed).integers(0, 256, size, dtype=np.uint8).tobytes()
+    with path.open("r+b") as f:
+        f.seek(offset)
+        f.write(junk)
+
+
+def queued_outbox(path: Path, n: int) -> list[int]:
+    box = Outbox(path, max_events=10000)
+    ids = [box.add("hark/kitchen/event", {"event_type": "beep", "score": 0.9, "pad": "x" * 200}) for _ in range(n)]
+    box.close()  # checkpoints the WAL into the file
+    return ids
+
+
+def test_damaged_outbox_is_moved_aside_and_events_flow(broker: Broker, tmp_path: Path,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "mqtt-outbox.sqlite3"
+    old_ids = queued_outbox(path, 300)
+    damage(path, 4096 * 6 + 200, 3000)  # one b-tree page in the middle of the queued rows
+    with sqlite3.connect(path) as db, pytest.raises(sqlite3.DatabaseError, match="malformed"):
+        db.execute("SELECT body FROM outbox ORDER BY id").fetchall()  # precondition: really damaged
+
+    sub = Subscriber(broker, ["hark/kitchen/event"])
+    pub = publisher(broker, tmp_path)
+    try:
+        new_ids = [pub.publish_event("chirp", 0.8) for _ in range(20)]
+        assert pub.flush(20)
+        got = sub.wait_for(lambda: [e["id"] for e in events(sub) if e["event_type"] == "chirp"] == new_ids and
+                           events(sub))
+        ids = [e["id"] for e in got]
+        assert ids == sorted(set(ids)), "in order, once"
+        carried = [i for i in ids if i in old_ids]
+        assert 0 < len(carried) < len(old_ids), "what the damaged file still held is carried over, not more"
+        assert min(new_ids) > max(old_ids), "ids keep increasing past the damaged file's"
+        assert pub._sender is not None and pub._sender.is_alive()
+    finally:
+        pub.stop()
+        sub.close()
+    aside = list(tmp_path.glob("mqtt-outbox.sqlite3.damaged-*"))
+    assert [p.name for p in aside if not p.name.endswith(("-wal", "-shm"))], "the damaged file is kept"
+    errors = [r for r in caplog.records if "is damaged" in r.getMessage()]
+    assert len(errors) == 1 and errors[0].levelno == logging.ERROR
+
+
+@pytest.mark.parametrize("spoil", ["random bytes", "another schema", "empty tables"])
+def test_outbox_that_will_not_open_is_replaced(broker: Broker, tmp_path: Path, spoil: str) -> None:
+    path = tmp_path / "mqtt-outbox.sqlite3"
+    if spoil == "random bytes":
+        path.write_bytes(np.random.default_rng(1).integers(0, 256, 8192, dtype=np.uint8).tobytes())
+    elif spoil == "another schema":
+        with sqlite3.connect(path) as db:
+            db.execute("CREATE TABLE outbox (id INTEGER PRIMARY KEY, payload BLOB)")
+            db.execute("INSERT INTO outbox (payload) VALUES (x'00ff')")
+    else:
+        path.write_bytes(b"")
+    sub = Subscriber(broker, ["hark/kitchen/event"])
+    pub = publisher(broker, tmp_path)
+    try:
+        ids = [pub.publish_event("beep", 0.9) for _ in range(5)]
+        assert pub.flush(10)
+        sub.wait_for(lambda: [e["id"] for e in events(sub)] == ids)
+    finally:
+        pub.stop()
+        sub.close()
+    moved = bool(list(tmp_path.glob("mqtt-outbox.sqlite3.damaged-*")))
+    assert moved == (spoil != "empty tables")  # an empty file is simply a new database
+
+
+def test_bad_rows_are_dropped_with_a_warning(broker: Broker, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "mqtt-outbox.sqlite3"
+    good = queued_outbox(path, 2)
+    with sqlite3.connect(path) as db:
+        db.execute("INSERT INTO outbox (topic, body) VALUES ('hark/kitchen/event', 'not json')")
+        db.execute("INSERT INTO outbox (topic, body) VALUES ('hark/kitchen/event', '[1, 2]')")
+        db.execute("INSERT INTO outbox (topic, body) VALUES ('hark/kitchen/event', x'00ff')")
+    good += queued_outbox(path, 2)
+    sub = Subscriber(broker, ["hark/kitchen/event"])
+    pub = publisher(broker, tmp_path)
+    try:
+        later = pub.publish_event("chirp", 0.5)
+        assert pub.flush(10)
+        sub.wait_for(lambda: [e["id"] for e in events(sub)] == [*good, later])
+        assert pub.pending == 0 and pub._sender is not None and pub._sender.is_alive()
+    finally:
+        pub.stop()
+        sub.close()
+    dropped = [r.getMessage() for r in caplog.records if "its row is damaged" in r.getMessage()]
+    assert len(dropped) == 3 and all(r.levelno == logging.WARNING for r in caplog.records
+                                     if "its row is damaged" in r.getMessage())
+
+
+def test_full_disk_at_start_holds_events_in_memory_until_it_can_write(
+        broker: Broker, small_tmpfs: Path, caplog: pytest.LogCaptureFixture) -> None:
+    filler = fill(small_tmpfs)
+    sub = Subscriber(broker, ["hark/kitchen/event"])
+    # old code: HarkError, "hark run" exits 2. Reconnects after 3 s: the new subscriber is in place first.
+    pub = publisher(broker, small_tmpfs, reconnect_min_s=3, reconnect_max_s=3)
+    after: Subscriber | None = None
+    try:
+        ids = [pub.publish_event("beep", 0.9) for _ in range(10)]
+        assert pub.outbox.in_memory >= 1
+        assert pub.flush(10)
+        sub.wait_for(lambda: [e["id"] for e in events(sub)] == ids)
+        broker.kill()  # events now wait: in memory while the disk is full
+        ids += [pub.publish_event("chirp", 0.8) for _ in range(5)]
+        assert pub.outbox.in_memory == 5
+        filler.unlink()
+        deadline = time.monotonic() + 15
+        while pub.outbox.in_memory and time.monotonic() < deadline:
+            ids.append(pub.publish_event("beep", 0.7))  # each add tries the file again once it is due
+            time.sleep(0.5)
+        assert pub.outbox.in_memory == 0, "moved to the file once it could be written"
+        assert (small_tmpfs / "mqtt-outbox.sqlite3").stat().st_size > 0
+        broker.start()
+        after = Subscriber(broker, ["hark/kitchen/event"])
+        assert pub.flush(20)
+        # ``sub`` comes back too, at its own pace: the ten before the outage from it, the rest from ``after``.
+        after.wait_for(lambda: [e["id"] for e in events(sub)[:10] + events(after)] == ids, timeout=10)
+    finally:
+        pub.stop()
+        sub.close()
+        if after is not None:
+            after.close()
+    warned = [r.getMessage() for r in caplog.records if "held in memory (at most" in r.getMessage()]
+    assert len(warned) == 1, warned  # once, not per event
+
+
+def test_disk_filling_mid_run_loses_no_event(broker: Broker, small_tmpfs: Path) -> None:
+    pub = publisher(broker, small_tmpfs, reconnect_min_s=3, reconnect_max_s=3)
+    sub: Subscriber | None = None
+    try:
+        broker.kill()
+        ids = [pub.publish_event("beep", 0.9) for _ in range(5)]  # on disk
+        assert pub.outbox.in_memory == 0
+        fill(small_tmpfs)
+        ids += [pub.publish_event("chirp", 0.8) for _ in range(200)]  # the file cannot grow: memory
+        assert pub.outbox.in_memory > 0
+        broker.start()
+        sub = Subscriber(broker, ["hark/kitchen/event"])
+        assert pub.flush(30)
+        sub.wait_for(lambda: [e["id"] for e in events(sub)] == ids, timeout=10)
+    finally:
+        pub.stop()
+        if sub is not None:
+            sub.close()
