@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -77,8 +78,13 @@ class Model:
         self.stride = int(head.get("stride", 1))
         self.labels = bundle.labels
         self.head = Head(bundle.head_path)
-        self.frontend = self.new_frontend()
         self.verifier_spec = self._verifier_spec()
+
+    @cached_property
+    def frontend(self) -> Frontend:
+        """The frontend of whole-clip scoring (:meth:`clip_scores`), built on first use: a streaming
+        pipeline builds its own, and the base network's second copy costs the daemon memory."""
+        return self.new_frontend()
 
     def _verifier_spec(self) -> VerifierSpec | None:
         """The templates of the second opinion (:mod:`hark.verifier`), if the bundle has them."""

@@ -233,6 +233,8 @@ def main() -> int:
                                               env if system.startswith("hark") else {**os.environ, "PYTHONPATH": ""})
                 key = (stream, system)
                 loop = float(info["loop_cpu_s"])  # type: ignore[arg-type]
+                print(f"  {stream:<7} {system:<14} loop {loop:6.2f} CPU-s, process {total:6.2f} CPU-s, "
+                      f"peak {peak:4.0f} MB", flush=True)
                 if key not in best or loop < float(best[key]["loop_cpu_s"]):  # type: ignore[arg-type]
                     best[key] = {**info, "total_cpu_s": total, "peak_mb": peak}
                 else:
