@@ -32,9 +32,9 @@ from typing import Any, Literal
 
 import numpy as np
 
+from hark import SAMPLE_RATE
 from hark.errors import HarkError
 
-SAMPLE_RATE = 16000
 HOP = 1280  # the gate judges 80 ms at a time
 BANDS = 16
 MODES = ("activity", "silence", "off")

@@ -27,6 +27,9 @@ def _trainer_missing(command: str, err: ModuleNotFoundError) -> HarkError:
 
 
 def _run_train(args: argparse.Namespace) -> int | None:
+    from hark.bundle import check_output
+
+    check_output(args.output, dataset=args.dataset)  # refused in one line before anything is read or imported
     # Training imports TensorFlow only once the clips' features are computed, so without this a
     # device install would read and process the dataset for minutes before failing.
     if importlib.util.find_spec("tensorflow") is None:
@@ -98,6 +101,18 @@ def _run_dataset_check(args: argparse.Namespace) -> int | None:
     from hark import dataset
 
     return dataset.check_main(args)
+
+
+def _run_review(args: argparse.Namespace) -> int | None:
+    from hark import review
+
+    return review.main(args)
+
+
+def _run_deploy(args: argparse.Namespace) -> int | None:
+    from hark.web import deploy
+
+    return deploy.main(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -175,6 +190,22 @@ def build_parser() -> argparse.ArgumentParser:
     q = dataset_sub.add_parser("check", help="clips, durations and problems per class")
     q.add_argument("dataset", metavar="DATASET")
     q.set_defaults(run=_run_dataset_check)
+
+    p = sub.add_parser("review", help="judge captured detections: right into the dataset, wrong into _unknown_")
+    p.add_argument("captures", metavar="CAPTURES", help="captures folder (CAPTURES/<label>/*.wav, from hark run)")
+    p.add_argument("-d", "--dataset", required=True, metavar="DATASET", help="dataset folder to file them into")
+    p.add_argument("--right", nargs="+", metavar="ID", help="captures that were right (<label>/<name>)")
+    p.add_argument("--wrong", nargs="+", metavar="ID", help="captures that were wrong: into _unknown_")
+    p.add_argument("--delete", nargs="+", metavar="ID", help="captures to delete")
+    p.add_argument("--list", action="store_true", help="list the captures, newest first, and stop")
+    p.set_defaults(run=_run_review)
+
+    p = sub.add_parser("deploy", help="send a model bundle to a running hark's page (swapped in live)")
+    p.add_argument("model", metavar="MODEL", help="bundle folder (from hark train)")
+    p.add_argument("url", metavar="URL", help="the device's page, e.g. http://pi:8080")
+    p.add_argument("--password-file", metavar="FILE", help="read the page's password from FILE (else asked)")
+    p.add_argument("--cafile", metavar="PEM", help="CA certificate to trust for an https page")
+    p.set_defaults(run=_run_deploy)
     return parser
 
 

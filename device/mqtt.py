@@ -9,6 +9,8 @@ Topics live under ``<base>/<device_id>/`` (``hark/kitchen/`` by default):
 ``state``         retained JSON: ``{"state": "listening"|"muted"|"recording", "muted": ..., "version": ...}``
 ``mute/set``      command: ``ON`` / ``OFF``
 ``record/set``    command: ``{"label": "beep", "seconds": 1.5}`` (no label or ``"background"``: background)
+``wrong/set``     command (any payload, e.g. ``PRESS``): the latest detection was wrong; its capture
+                  moves into the dataset's ``_unknown_`` folder (:func:`hark.review.mark_latest_wrong`)
 
 Delivery. Every event is first written to an outbox (sqlite3 under the state directory,
 ``synchronous=FULL``) whose autoincrement row id is the event's ``id``: unique and increasing
@@ -32,6 +34,7 @@ import json
 import logging
 import os
 import queue
+import re
 import socket
 import sqlite3
 import ssl
@@ -48,7 +51,8 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from hark import __version__
-from hark.config import MqttConfig
+from hark.config import Config, MqttConfig
+from hark.detector import Detection
 from hark.errors import HarkError
 from hark.labels import BACKGROUND
 from hark.recorder import ClipRequest, parse_record_payload
@@ -56,12 +60,17 @@ from hark.recorder import ClipRequest, parse_record_payload
 log = logging.getLogger(__name__)
 
 
+# paho's ERROR lines that repeat on every attempt while the broker is away; hark says why once itself.
+_SAID_BY_US = ("Client is not connected", "failed to receive on socket", "failed to send on socket")
+_SSL_NOISE = re.compile(r"^\[[A-Z]+: [A-Z0-9_]+\] | \(_ssl\.c:\d+\)$")
+
+
 class _ReconnectNoise(logging.Filter):
     """paho 2.2 logs "Client is not connected" as an ERROR on every loop pass while it waits to
     reconnect; the outage is already reported once by our own callbacks, so those lines become DEBUG."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno >= logging.ERROR and str(record.msg).startswith("Client is not connected"):
+        if record.levelno >= logging.ERROR and str(record.msg).startswith(_SAID_BY_US):
             record.levelno, record.levelname = logging.DEBUG, "DEBUG"
             return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
         return True
@@ -442,6 +451,77 @@ def tls_context(config: MqttConfig) -> ssl.SSLContext | None:
     return ctx
 
 
+def new_client(config: MqttConfig, *, client_id: str) -> mqtt.Client:
+    """A paho client with the credentials and TLS context of ``config`` (what ``run`` and ``check`` connect with)."""
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311,
+                         clean_session=True)
+    client.enable_logger(_paho_log)
+    if config.username:
+        client.username_pw_set(config.username, config.read_password())
+    context = tls_context(config)
+    if context is not None:
+        client.tls_set_context(context)
+        client.tls_insecure_set(config.tls.insecure if config.tls else False)
+    return client
+
+
+def validate(config: Config) -> None:
+    """Everything ``hark run`` refuses about the ``mqtt`` section, raised at the key's line in the config:
+    the password file must be readable and the TLS files must make a context. ``hark check`` calls this too."""
+    mqtt_cfg = config.mqtt
+    if mqtt_cfg is None:
+        return
+    try:
+        mqtt_cfg.read_password()
+        tls_context(mqtt_cfg)
+    except HarkError as err:
+        key, sep, problem = str(err).partition(": ")
+        if sep and key.startswith("mqtt."):
+            raise config.error(key, problem) from None
+        if mqtt_cfg.password_file is not None and str(mqtt_cfg.password_file) in key:
+            raise config.error("mqtt.password_file", str(err)) from None
+        raise
+
+
+def probe_broker(config: MqttConfig, *, timeout: float = 5.0) -> str | None:
+    """Connect once as ``hark check`` does (its own client id, so a running daemon is not kicked off);
+    None when the broker accepted the login, else why not, in the words the daemon logs."""
+    client = new_client(config, client_id=f"hark-{config.effective_device_id}-check")
+    answer: list[str | None] = []
+    done = threading.Event()
+
+    def on_connect(client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        answer.append(None if not reason.is_failure else
+                      f"the broker refused the connection: {reason}"
+                      f"{' (check mqtt.username and the password)' if _is_auth(reason) else ''}")
+        done.set()
+
+    socket_error: list[str] = []
+
+    def on_log(client: mqtt.Client, userdata: Any, level: int, text: str) -> None:
+        if text.startswith("failed to receive on socket: "):
+            socket_error.append(_SSL_NOISE.sub("", text.split(": ", 1)[1]).strip())
+            done.set()
+
+    client.on_connect = on_connect
+    client.on_log = on_log
+    host, port = config.host, config.effective_port
+    try:
+        client.connect(host, port, keepalive=max(5, int(timeout) + 1))
+    except (OSError, ValueError) as err:
+        return describe_connect_error(err, host, port)
+    client.loop_start()
+    try:
+        if not done.wait(timeout):
+            return f"no answer from {host}:{port} within {timeout:g} s (connected, but no CONNACK)"
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    if answer:
+        return answer[0]
+    return f"{host}:{port} closed the connection: {socket_error[0] if socket_error else 'no reason given'}"
+
+
 def _tls_reason(err: BaseException) -> str:
     if isinstance(err, ssl.SSLCertVerificationError) and err.verify_message:
         return str(err.verify_message)
@@ -503,6 +583,8 @@ class MqttPublisher:
         on_mute: Callable[[bool], None] | None = None,
         on_record: Callable[[ClipRequest], None] | None = None,
         record_max_s: float = 60.0,
+        on_wrong: Callable[[], None] | None = None,
+        model_created: str | None = None,
         ack_timeout_s: float = ACK_TIMEOUT_S,
         stuck_s: float = STUCK_S,
     ) -> None:
@@ -513,6 +595,8 @@ class MqttPublisher:
         self.labels = [label for label in labels if label != BACKGROUND]
         self.on_mute = on_mute
         self.on_record = on_record
+        self.on_wrong = on_wrong
+        self.model_created = model_created
         self.record_max_s = record_max_s
         self.outbox = Outbox(state_dir / "mqtt-outbox.sqlite3", max_events=config.outbox_max)
         self._state = {"state": "listening", "muted": False}
@@ -524,6 +608,7 @@ class MqttPublisher:
         self._progress_at = time.monotonic()  # last time nothing was stuck: no event waiting on a live broker
         self._failing_since: float | None = None  # the sender's first unexpected error in a row
         self._problem: str | None = None  # why the broker is not reached, logged once per change
+        self._socket_error: str | None = None
         self._announced_at = -ANNOUNCE_MIN_S
         self._announce_due = False
         self._ignored_retained: set[str] = set()
@@ -581,6 +666,31 @@ class MqttPublisher:
                 **common,
             },
         }
+        # The running model's name as a sensor (with its labels and training date), so Home Assistant
+        # shows which model the device runs and when a deploy from the page changed it.
+        docs[f"{prefix}/sensor/{uid}/model/config"] = {
+            "name": "Model",
+            "unique_id": f"{uid}_model",
+            "default_entity_id": f"sensor.{uid}_model",
+            "state_topic": self.topic("state"),
+            "value_template": "{{ value_json.model }}",
+            "json_attributes_topic": self.topic("state"),
+            "json_attributes_template":
+                "{{ {'labels': value_json.labels, 'created': value_json.model_created} | tojson }}",
+            "entity_category": "diagnostic",
+            "icon": "mdi:brain",
+            **common,
+        }
+        if self.on_wrong is not None:
+            docs[f"{prefix}/button/{uid}/wrong/config"] = {
+                "name": "That was wrong",
+                "unique_id": f"{uid}_wrong",
+                "default_entity_id": f"button.{uid}_wrong",
+                "command_topic": self.topic("wrong/set"),
+                "payload_press": "PRESS",
+                "icon": "mdi:thumb-down",
+                **common,
+            }
         if self.config.binary_sensor:
             for label in self.labels:
                 docs[f"{prefix}/binary_sensor/{uid}/{label}/config"] = {
@@ -599,15 +709,7 @@ class MqttPublisher:
 
     def _make_client(self) -> mqtt.Client:
         cfg = self.config
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"hark-{self.device_id}",
-                             protocol=mqtt.MQTTv311, clean_session=True)
-        client.enable_logger(_paho_log)
-        if cfg.username:
-            client.username_pw_set(cfg.username, cfg.read_password())
-        context = tls_context(cfg)
-        if context is not None:
-            client.tls_set_context(context)
-            client.tls_insecure_set(cfg.tls.insecure if cfg.tls else False)
+        client = new_client(cfg, client_id=f"hark-{self.device_id}")
         client.will_set(self.topic("availability"), "offline", qos=1, retain=True)
         client.reconnect_delay_set(min_delay=max(1, round(cfg.reconnect_min_s)),
                                    max_delay=max(1, round(cfg.reconnect_max_s)))
@@ -615,6 +717,7 @@ class MqttPublisher:
         client.max_inflight_messages_set(50)
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
+        client.on_log = self._on_log
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
         client.on_message = self._on_message
@@ -641,6 +744,13 @@ class MqttPublisher:
         else:
             log.debug("MQTT: %s (still)", problem)
 
+    def _on_log(self, client: mqtt.Client, userdata: Any, level: int, text: str) -> None:
+        # The socket error behind a dropped connection reaches us only as paho's log line; keep it for
+        # on_disconnect, whose reason code says just "Unspecified error".
+        for prefix in ("failed to receive on socket: ", "failed to send on socket: "):
+            if text.startswith(prefix):
+                self._socket_error = _SSL_NOISE.sub("", text[len(prefix):]).strip()
+
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
         # paho calls this inside its ``except OSError`` around the attempt: the exception is the reason.
         err = sys.exc_info()[1]
@@ -655,7 +765,7 @@ class MqttPublisher:
             return
         self._problem = None
         log.info("MQTT: connected to %s:%d", self.config.host, self.config.effective_port)
-        client.subscribe([(self.topic("mute/set"), 1), (self.topic("record/set"), 1)])
+        client.subscribe([(self.topic("mute/set"), 1), (self.topic("record/set"), 1), (self.topic("wrong/set"), 1)])
         if self.config.discovery:
             client.subscribe(f"{self.config.discovery_prefix}/status", 1)
         self._announce()
@@ -673,9 +783,19 @@ class MqttPublisher:
         self._publish_state()
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        was_connected = self._connected.is_set()
         self._connected.clear()
-        if not self._stopping:
-            self._trouble(f"lost the broker ({reason})")
+        detail, self._socket_error = self._socket_error, None
+        if self._stopping:
+            return
+        if was_connected:
+            self._trouble(f"lost the broker ({detail or reason})")
+        elif detail:
+            hint = (" (the broker wants a client certificate: set mqtt.tls.cert_file and key_file)"
+                    if "certificate required" in detail else "")
+            self._trouble(f"the broker at {self.config.host}:{self.config.effective_port} closed the connection: "
+                          f"{detail}{hint}")
+        # Otherwise the broker refused the CONNECT, and _on_connect said why.
 
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, properties: Any) -> None:
         # Called with paho's locks held: hand the ack to the sender thread, never publish from here.
@@ -709,12 +829,27 @@ class MqttPublisher:
                          f" for {command.seconds:g} s" if command.seconds else "")
                 if self.on_record:
                     self.on_record(command)
+            elif message.topic == self.topic("wrong/set"):
+                log.info("MQTT: that was wrong")
+                if self.on_wrong:
+                    self.on_wrong()
         except HarkError as err:
             log.warning("MQTT: ignored a bad command on %s: %s", message.topic, err)
         except Exception:  # a command must never take the network thread down
             log.exception("MQTT: command on %s failed", message.topic)
 
     # ------------------------------------------------------------ events
+
+    def on_detection(self, detection: Detection) -> None:
+        """The :class:`hark.sinks.Sink` call: queue the event; an outbox that cannot store it is logged."""
+        try:
+            self.publish_event(detection.label, detection.score)
+        except (sqlite3.Error, OSError) as err:
+            log.error("MQTT outbox: could not store the %s event (%s)", detection.label, err)
+
+    def close(self) -> None:
+        """The :class:`hark.sinks.Sink` call: :meth:`stop`."""
+        self.stop()
 
     def publish_event(self, label: str, score: float, *, when: datetime | None = None) -> int:
         """Queue a detection (persisted before returning); returns its event id. Never waits for the network."""
@@ -874,8 +1009,22 @@ class MqttPublisher:
         if self._connected.is_set():
             self._publish_state()
 
+    @property
+    def connected(self) -> bool:
+        """True while the broker connection is up."""
+        return self._connected.is_set()
+
+    def set_model(self, name: str, labels: list[str], *, created: str | None = None) -> None:
+        """A new model runs (deployed from the page): new event types in discovery, new name in the state."""
+        self.model_name = name
+        self.labels = [label for label in labels if label != BACKGROUND]
+        self.model_created = created
+        if self._connected.is_set():
+            self._announce()
+
     def _publish_state(self) -> None:
-        doc = {**self._state, "version": __version__, "model": self.model_name, "labels": self.labels}
+        doc = {**self._state, "version": __version__, "model": self.model_name, "labels": self.labels,
+               "model_created": self.model_created}
         self.client.publish(self.topic("state"), json.dumps(doc), qos=1, retain=True)
 
     def stop(self, *, timeout: float = 5.0) -> None:

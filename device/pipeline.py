@@ -25,12 +25,11 @@ from typing import Any
 
 import numpy as np
 
+from hark import SAMPLE_RATE
 from hark.activity import HOP, ActivityGate, GateSettings, hold_samples
 from hark.detector import Detection, Detector, DetectorSettings
 from hark.model import Model
 from hark.verifier import Verifier
-
-SAMPLE_RATE = 16000
 
 
 class Pipeline:
@@ -51,7 +50,7 @@ class Pipeline:
                  gate: GateSettings | Mapping[str, Any] | str | bool | None = None, verify: bool = True) -> None:
         self.model = model
         self.settings = DetectorSettings.resolve(
-            model.bundle.classes, model.manifest.get("detection"),
+            model.bundle.classes, model.manifest.detection,
             thresholds=thresholds, smoothing=smoothing, refractory_s=refractory_s, decision_s=decision_s,
         )
         self.frontend = model.new_frontend()
@@ -66,7 +65,7 @@ class Pipeline:
         self.gate_settings = GateSettings.of(gate)
         self.hold = hold_samples(self.gate_settings, self.span)
         self.gate = ActivityGate(self.gate_settings) if self.gate_settings.mode != "off" else None
-        self.padding = int(model.manifest.get("head", {}).get("clip_padding_samples", 8000))
+        self.padding = model.manifest.head.clip_padding_samples
         self._silence = np.zeros(len(model.labels))
         self._silence[0] = 1.0  # what a window of silence scores: all background
         # Audio kept for computing a window's features when it is run: one window span plus alignment.

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from hark.errors import HarkError
+from hark.errors import BundleError, HarkError
 
 _RUNTIMES = ("tflite_runtime.interpreter", "ai_edge_litert.interpreter", "tensorflow.lite")
 runtime_name: str | None = None
@@ -58,3 +58,40 @@ def load_interpreter(
     if isinstance(model, bytes):
         return cls(model_content=model, **kwargs)
     return cls(model_path=str(model), **kwargs)
+
+
+_PROBED: set[tuple[str, int, int]] = set()
+_PROBE = ("import sys, pathlib\n"
+          "from hark.runtime import load_interpreter\n"
+          "load_interpreter(pathlib.Path(sys.argv[1])).allocate_tensors()\n")
+
+
+def probe_model(path: Path, *, timeout_s: float = 120.0) -> None:
+    """Load the model file once in a child process before this one does.
+
+    TFLite's runtimes trust the file: a damaged one (a truncated head, or bytes that merely start
+    like a model) can crash the process with a segfault that no ``except`` can turn into a line.
+    The child takes the crash instead, and the user gets a :class:`~hark.errors.BundleError`. A
+    file that merely raises is left to the caller, whose own load reports it. Each file is probed
+    once a process (by path, size and modification time).
+    """
+    import signal
+    import subprocess
+
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key in _PROBED:
+        return
+    try:
+        result = subprocess.run([sys.executable, "-c", _PROBE, str(path)], capture_output=True, timeout=timeout_s,
+                                check=False)
+    except subprocess.TimeoutExpired:
+        raise BundleError(f"{path}: the TFLite runtime did not finish loading it in {timeout_s:.0f} s") from None
+    if result.returncode < 0:
+        try:
+            how = signal.Signals(-result.returncode).name
+        except ValueError:
+            how = f"signal {-result.returncode}"
+        raise BundleError(f"{path}: the TFLite runtime crashed reading it ({how}): the file is damaged or not "
+                          "a TFLite model")
+    _PROBED.add(key)

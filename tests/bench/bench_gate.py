@@ -58,7 +58,7 @@ def run(model: Model, stream: Path, gate: object) -> dict[str, object]:
 
     def replay_at(threshold: float) -> dict[str, object]:
         detector = Detector(model.labels, DetectorSettings.resolve(model.bundle.classes,
-                                                                    model.manifest.get("detection"),
+                                                                    model.manifest.detection,
                                                                     thresholds=threshold))
         return S.score([d for s, t in trace for d in detector.update(s, t)], targets, hours)
 

@@ -9,9 +9,11 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+import soundfile as sf
 
 from tests.fixtures.broker import Broker, Subscriber
 from tests.fixtures.synth import write_stream
@@ -19,7 +21,7 @@ from tests.fixtures.tmpfs import fill
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = [(2.0, "beep"), (5.0, "chirp"), (8.0, "beep"), (11.0, "chirp")]
-DETECTION_LINE = re.compile(r"^\s*([\d.]+) s  (\S+)\s+([\d.]+)$")
+DETECTION_LINE = re.compile(r"^(\d+):([\d.]+)  (\S+)\s+([\d.]+)$")
 
 
 def hark(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -49,7 +51,7 @@ def detections_of(stdout: str) -> list[tuple[str, float]]:
     for line in stdout.splitlines():
         m = DETECTION_LINE.match(line)
         if m:
-            out.append((m.group(2), round(float(m.group(1)), 3)))
+            out.append((m.group(3), round(60 * int(m.group(1)) + float(m.group(2)), 3)))
     return out
 
 
@@ -181,3 +183,34 @@ def test_full_state_filesystem_at_start_still_detects_and_publishes(tone_bundle:
         assert run.stderr.count("events are held in memory") == 1
     finally:
         sub.close()
+
+
+def test_record_command_flood_is_bounded_end_to_end(tone_bundle: Path, broker: Broker, tmp_path: Path) -> None:
+    config = write_config(tmp_path, tone_bundle, broker)
+    dataset = tmp_path / "dataset"
+    config.write_text(config.read_text() + f"recording:\n  dataset: {dataset}\n  max_per_minute: 3\n"
+                      "  min_seconds: 0.3\n")
+    quiet = write_stream(tmp_path / "quiet.wav", [], seconds=8.0)
+    sub = Subscriber(broker, ["hark/test/availability"])
+    proc = subprocess.Popen([sys.executable, "-m", "hark", "run", "-c", str(config), "--input", str(quiet),
+                             "--realtime"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        sub.wait_for(lambda: [m.payload for m in sub.on("hark/test/availability")] == [b"online"], timeout=60)
+        sent = 0
+        for i in range(150):  # 50 a second for 3 s, as the neighbour did
+            for payload in (f'{{"label": "new{i}"}}', '{"label": "beep", "seconds": 1e-7}',
+                            '{"label": "beep", "seconds": 0.3}'):
+                sub.client.publish("hark/test/record/set", payload, qos=0)
+                sent += 1
+            time.sleep(0.02)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+        sub.close()
+    assert proc.returncode == 0, stderr[-3000:]
+    folders = sorted(p.name for p in dataset.iterdir()) if dataset.exists() else []
+    assert folders == ["beep"], folders  # no folder per unknown label
+    clips = sorted((dataset / "beep").glob("*.wav"))
+    assert 1 <= len(clips) <= 3, len(clips)
+    assert all(sf.info(c).duration >= 0.3 for c in clips)
+    assert stderr.count("the most recording.max_per_minute allows") == 1

@@ -35,8 +35,9 @@ def test_threshold_rises_above_the_loudest_negative():
     loose = calibrate(positives + negatives, LABELS, budget_per_hour=1.0, negative_hours=1.0, smoothing_choices=(1,))
     assert loose.thresholds["up"] < 0.6
     assert loose.expected_recall["up"] == 1.0
-    block = loose.manifest_block()
-    assert block["thresholds"] == loose.thresholds and block["false_alarms_per_hour_budget"] == 1.0
+    spec = loose.detection_spec(refractory_s=1.0, hold_others_s=0.5)
+    assert spec.thresholds == loose.thresholds and spec.false_alarms_per_hour_budget == 1.0
+    assert spec.refractory_s == {"up": 1.0} and spec.hold_others_s == 0.5
 
 
 def test_replay_of_one_class_ignores_another_class_saturated_at_one():
