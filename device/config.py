@@ -114,7 +114,7 @@ class GateConfig:
     # activity: judged against the room's own noise floor; silence: only digital silence (-70 dBFS); off.
     mode: Literal["activity", "silence", "off"] = "activity"
     margin_db: float = field(default=9.0, metadata=_meta(minimum=0.0, maximum=60.0))
-    hold_s: float | None = field(default=None, metadata=_meta(minimum=0.08, maximum=30.0))
+    hold_s: float | None = field(default=1.0, metadata=_meta(minimum=0.08, maximum=30.0))
 
     def settings(self) -> Any:
         """As :class:`hark.activity.GateSettings` (the pipeline's)."""

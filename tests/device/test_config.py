@@ -176,7 +176,7 @@ def test_shipped_example_config_loads() -> None:
 
 def test_gate_settings_reach_the_pipeline_settings(tmp_path: Path) -> None:
     default = load_config(write(tmp_path, "model: m\n")).detection.gate.settings()
-    assert default.mode == "activity" and default.hold_s is None
+    assert default.mode == "activity" and default.hold_s == 1.0
     config = load_config(write(tmp_path, "model: m\ndetection:\n  gate: {mode: silence, margin_db: 12, hold_s: 1.5}\n"))
     settings = config.detection.gate.settings()
     assert (settings.mode, settings.margin_db, settings.hold_s) == ("silence", 12.0, 1.5)
