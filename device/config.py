@@ -225,6 +225,10 @@ class MqttConfig:
     flush_s: float = field(default=10.0, metadata=_meta(minimum=0.0, maximum=600.0))
     reconnect_min_s: float = field(default=1.0, metadata=_meta(minimum=0.1, maximum=60.0))
     reconnect_max_s: float = field(default=60.0, metadata=_meta(minimum=0.1, maximum=3600.0))
+    # No PUBACK for the event in flight this long: reconnect, and it is sent again.
+    ack_timeout_s: float = field(default=30.0, metadata=_meta(minimum=1.0, maximum=3600.0))
+    # Events stuck this long on a connected broker: stop pinging the systemd watchdog (a restart follows).
+    stuck_s: float = field(default=300.0, metadata=_meta(minimum=1.0, maximum=86400.0))
 
     @property
     def effective_port(self) -> int:

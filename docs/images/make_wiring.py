@@ -1,4 +1,4 @@
-"""Draw docs/images/wiring.png: the LEDs, buzzer and button on the pins config/hark.yaml uses.
+"""Draw docs/images/wiring.png: the LEDs, buzzer and buttons on the pins config/hark.yaml uses.
 
     .venv/bin/python docs/images/make_wiring.py   # needs matplotlib (the trainer extra)
 
@@ -61,8 +61,8 @@ def ground_tap(ax, x, y):
 
 def main() -> None:
     fig, ax = plt.subplots(figsize=(15.5, 9.2))
-    ax.set_xlim(-0.4, 18.4)
-    ax.set_ylim(-0.9, 12.6)
+    ax.set_xlim(-1.3, 18.4)
+    ax.set_ylim(-1.9, 12.6)
     ax.set_aspect("equal")
     ax.axis("off")
 
@@ -73,13 +73,14 @@ def main() -> None:
         "status": ("GPIO5 (pin 29)", 7.4),
         "5v": ("5V (pin 2)", 5.9),
         "buzzer": ("GPIO22 (pin 15)", 3.9),
-        "button": ("GPIO6 (pin 31)", 1.8),
-        "gnd": ("GND (pin 39)", 0.2),
+        "button": ("GPIO6 (pin 31)", 1.9),
+        "wrong": ("GPIO21 (pin 40)", 0.7),
+        "gnd": ("GND (pin 39)", -0.6),
     }
-    ax.add_patch(FancyBboxPatch((-0.2, -0.4), PI_RIGHT - 0.5, 11.8, boxstyle="round,pad=0.1", fc="#e8f5e9",
+    ax.add_patch(FancyBboxPatch((-1.0, -1.1), PI_RIGHT + 0.3, 12.5, boxstyle="round,pad=0.1", fc="#e8f5e9",
                                 ec="#2e7d32", lw=2, zorder=1))
-    ax.text(1.05, 11.75, "Raspberry Pi", ha="center", va="center", fontsize=14, weight="bold", color="#1b5e20")
-    ax.text(1.05, 11.3, "BCM number (header pin)", ha="center", va="center", fontsize=9.5, color="#1b5e20")
+    ax.text(0.65, 11.75, "Raspberry Pi", ha="center", va="center", fontsize=14, weight="bold", color="#1b5e20")
+    ax.text(0.65, 11.3, "BCM number (header pin)", ha="center", va="center", fontsize=9.5, color="#1b5e20")
     for name, (label, y) in pins.items():
         color = POWER if name == "5v" else GROUND if name == "gnd" else SIGNAL
         ax.add_patch(Circle((PI_RIGHT - 0.55, y), 0.13, fc="#fdd835", ec=GROUND, lw=1.2, zorder=3))
@@ -136,18 +137,20 @@ def main() -> None:
     wire(ax, [bx + 0.3, bx + 0.3], [yb - 0.5, yb - 0.9], color=GROUND)
     ground_tap(ax, bx + 0.3, yb - 0.9)
 
-    # Button: between the pin and ground; hark turns on the Pi's own pull-up, so no resistor.
-    yt = pins["button"][1]
-    wire(ax, [PI_RIGHT - 0.42, 7.6], [yt, yt])
-    dot(ax, 7.6, yt, color=SIGNAL)
-    dot(ax, 9.0, yt, color=GROUND)
-    wire(ax, [7.6, 8.95], [yt, yt + 0.45], color=GROUND, lw=2)  # the open contact
-    wire(ax, [8.3, 8.3], [yt + 0.25, yt + 0.7], color=GROUND, lw=1.6)
-    wire(ax, [8.0, 8.6], [yt + 0.7, yt + 0.7], color=GROUND, lw=2.5)
-    ax.text(9.4, yt + 0.12, "push button  (buttons: [{pin: 6, label: knock}])", ha="left", va="bottom", fontsize=10.5)
-    ground_tap(ax, 9.0, yt)
+    # Buttons: between the pin and ground; hark turns on the Pi's own pull-up, so no resistor.
+    for name, label in [("button", "record button  (buttons: [{pin: 6, label: knock}])"),
+                        ("wrong", "\"that was wrong\" button  (wrong_button: 21)")]:
+        yt = pins[name][1]
+        wire(ax, [PI_RIGHT - 0.42, 7.6], [yt, yt])
+        dot(ax, 7.6, yt, color=SIGNAL)
+        dot(ax, 9.0, yt, color=GROUND)
+        wire(ax, [7.6, 8.95], [yt, yt + 0.45], color=GROUND, lw=2)  # the open contact
+        wire(ax, [8.3, 8.3], [yt + 0.25, yt + 0.7], color=GROUND, lw=1.6)
+        wire(ax, [8.0, 8.6], [yt + 0.7, yt + 0.7], color=GROUND, lw=2.5)
+        ax.text(9.4, yt + 0.12, label, ha="left", va="bottom", fontsize=10.5)
+        ground_tap(ax, 9.0, yt)
 
-    ax.text(9.0, -0.6, "3.3 V logic: 330 Ω gives a red LED about 4 mA. The button needs no resistor (hark turns on the "
+    ax.text(9.0, -1.3, "3.3 V logic: 330 Ω gives a red LED about 4 mA. The buttons need no resistor (hark turns on the "
             "Pi's pull-up).\nA magnetic (not piezo) buzzer wants a 1N4148 diode across it, cathode to +5 V.",
             ha="center", va="top", fontsize=10, color="#555555")
     fig.savefig(OUT, dpi=100, bbox_inches="tight", facecolor="white")
