@@ -63,6 +63,7 @@ def load_pipeline(config: Config, model: Any = None) -> Any:
         thresholds=dict(config.detection.thresholds) or None,
         refractory_s=dict(config.detection.refractory_s) or None,
         verify=config.detection.verify,
+        gate=config.detection.gate.settings(),
     )
 
 
@@ -77,6 +78,10 @@ class Daemon:
             from hark.mqtt import validate
 
             validate(config)  # before the model loads: the same refusal, at the same line, as hark check
+        if config.web is not None:
+            from hark.web import check_web
+
+            check_web(config)  # the page's password and TLS files, before the model loads too
         self.pipeline = load_pipeline(config)
         self.model = self.pipeline.model
         self.model_name = self.model.bundle.name
@@ -133,6 +138,7 @@ class Daemon:
                 on_mute=self._on_mute, on_record=lambda cmd: self._on_button(cmd.label, cmd.seconds),
                 record_max_s=rec.max_seconds, on_wrong=self._on_wrong,
                 model_created=self.model.manifest.created or None,
+                ack_timeout_s=self.config.mqtt.ack_timeout_s, stuck_s=self.config.mqtt.stuck_s,
             )
             self.mqtt.start()
         if self.config.web is not None:
@@ -271,15 +277,16 @@ class Daemon:
         previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
             self._open_sinks()
+            # Everything made while starting (modules, the model, the page's server) lives as long as the
+            # daemon: frozen out of the garbage collector's passes, which then only look at what the loop
+            # makes. Done before the microphone opens, so no audio waits for it.
+            gc.collect()
+            gc.freeze()
             source = self._open_source()
             self._show_state()
             self.notifier.ready(f"listening: model {self.model_name} ({', '.join(self.classes)})")
             self.notifier.start_watchdog(healthy=self.healthy)
             log.info("listening for %s with model %s", ", ".join(self.classes), self.model_name)
-            # Everything made while starting (modules, the model, the page's server) lives as long as the
-            # daemon: frozen out of the garbage collector's passes, which then only look at what the loop makes.
-            gc.collect()
-            gc.freeze()
             silence: np.ndarray | None = None
             for chunk in self._chunks(source):
                 if self._swap is not None:

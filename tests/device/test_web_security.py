@@ -207,3 +207,84 @@ def test_hark_deploy_logs_in_and_swaps_the_model(daemon: Daemon, tone_bundle: Pa
     broken = subprocess.run([sys.executable, "-m", "hark", "deploy", str(tmp_path), daemon.url, "--password-file",
                              str(right)], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert broken.returncode == 2 and "manifest.json: missing" in broken.stderr
+
+
+def test_files_and_folders_from_the_url_are_checked(daemon: Daemon) -> None:
+    client = Client(daemon.url)
+    assert client.login().status == 200
+    for path in ["/files/dataset/..%2F..%2Fetc/passwd.wav", "/files/dataset/../../etc/passwd",
+                 "/files/etc/x/y.wav", "/files/captures/..%2F/x.wav", "/files/dataset/beep/..%2Fx.wav",
+                 "/files/dataset/Beep/x.wav", "/api/clips/..%2F..", "/api/clips/.hidden"]:
+        assert client.request("GET", path).status == 404, path
+    for path in ["/api/clips/beep/..%2F..%2Fhark.yaml", "/api/clips/..%2F/hark.yaml", "/api/clips/beep/x.txt"]:
+        assert client.request("DELETE", path).status == 404, path
+    assert (daemon.folder / "hark.yaml").is_file()  # type: ignore[attr-defined]
+    bad = client.request("POST", "/api/captures/beep/..%2F..%2Fhark", {"verdict": "delete"})
+    assert bad.status in (400, 404)
+    assert (daemon.folder / "hark.yaml").is_file()  # type: ignore[attr-defined]
+    for body in ({"label": "../x", "count": 1}, {"label": "Beep"}, {"label": "beep", "count": 500},
+                 {"label": "beep", "seconds": 1e9}, {"label": "beep", "seconds": 0.01}, {"label": ["beep"]}):
+        reply = client.request("POST", "/api/record", body)
+        assert reply.status == 400 and "\n" not in reply.json()["error"], (body, reply.status)
+    assert not (daemon.folder / "x").exists()  # type: ignore[attr-defined]
+
+
+def test_the_dataset_downloads_as_a_zip_and_captures_as_audio_and_pictures(daemon: Daemon) -> None:
+    captures = daemon.folder / "captures"  # type: ignore[attr-defined]
+    daemon.wait_for(lambda: list(captures.rglob("*.wav")), timeout=15, what="a capture")
+    client = Client(daemon.url)
+    assert client.login().status == 200
+    listed = client.request("GET", "/api/captures").json()
+    assert listed and {"id", "label", "score", "time"} <= set(listed[0])
+    label, stem = listed[-1]["id"].split("/")
+    audio = client.request("GET", f"/files/captures/{label}/{stem}.wav")
+    assert audio.status == 200 and audio.body[:4] == b"RIFF"
+    picture = client.request("GET", f"/files/captures/{label}/{stem}.png")
+    assert picture.status == 200 and picture.body[:8] == b"\x89PNG\r\n\x1a\n"
+    assert picture.headers["Content-Type"] == "image/png"
+    moved = client.request("POST", f"/api/captures/{label}/{stem}", {"verdict": "right"})
+    assert moved.status == 200 and moved.json()["moved_to"] == f"{label}/{stem}.wav"
+    reply = client.request("GET", "/api/dataset.zip")
+    assert reply.status == 200 and reply.headers["Content-Type"] == "application/zip"
+    with zipfile.ZipFile(io.BytesIO(reply.body)) as z:
+        assert z.testzip() is None
+        names = z.namelist()
+    assert f"dataset/{label}/{stem}.wav" in names
+    check = client.request("GET", "/api/dataset/check").json()
+    assert [r["name"] for r in check["rows"]][0] == label and check["errors"]
+
+
+def test_the_page_over_tls(tone_bundle: Path, stream: Path, tmp_path: Path) -> None:
+    from tests.fixtures.tls import make_pki
+
+    pki = make_pki(tmp_path / "pki")
+    port = free_port()
+    extra = f"  tls:\n    cert_file: {pki.server_cert}\n    key_file: {pki.server_key}\n"
+    config = write_config(tmp_path, tone_bundle, port=port, extra="")
+    config.write_text(config.read_text() + extra)
+    check = subprocess.run([sys.executable, "-m", "hark", "check", "-c", str(config)], cwd=ROOT, capture_output=True,
+                           text=True, timeout=60)
+    assert check.returncode == 0 and f"https://127.0.0.1:{port}/" in check.stdout, check.stderr
+    running = Daemon(config, stream, port)
+    try:
+        secret = tmp_path / "pw"
+        secret.write_text(PASSWORD)
+        url = f"https://127.0.0.1:{port}"
+        deploy = [sys.executable, "-m", "hark", "deploy", str(tone_bundle), url, "--password-file", str(secret)]
+        untrusted = subprocess.run(deploy + ["--cafile", str(pki.wrong_ca)], cwd=ROOT, capture_output=True, text=True,
+                                   timeout=120)
+        assert untrusted.returncode == 2 and "CERTIFICATE_VERIFY_FAILED" in untrusted.stderr
+        trusted = subprocess.run(deploy + ["--cafile", str(pki.ca)], cwd=ROOT, capture_output=True, text=True,
+                                 timeout=120)
+        assert trusted.returncode == 0, trusted.stderr
+        assert "now runs tone" in trusted.stdout
+    finally:
+        running.stop()
+    # a key that does not belong to the certificate: one line from check and run, before anything starts
+    config.write_text(config.read_text().replace(str(pki.server_key), str(pki.stray_key)))
+    for command in (["check", "-c", str(config)], ["run", "-c", str(config), "--input", str(stream)]):
+        result = subprocess.run([sys.executable, "-m", "hark", *command], cwd=ROOT, capture_output=True, text=True,
+                                timeout=60)
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+        assert result.stderr.splitlines()[-1].startswith("hark: error: web.tls: cannot use")
+    assert result.stderr.startswith("hark: error: web.tls")  # run: refused before the model is even loaded
