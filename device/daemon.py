@@ -63,6 +63,7 @@ def load_pipeline(config: Config, model: Any = None) -> Any:
         thresholds=dict(config.detection.thresholds) or None,
         refractory_s=dict(config.detection.refractory_s) or None,
         verify=config.detection.verify,
+        gate=config.detection.gate.settings(),
     )
 
 
@@ -137,6 +138,7 @@ class Daemon:
                 on_mute=self._on_mute, on_record=lambda cmd: self._on_button(cmd.label, cmd.seconds),
                 record_max_s=rec.max_seconds, on_wrong=self._on_wrong,
                 model_created=self.model.manifest.created or None,
+                ack_timeout_s=self.config.mqtt.ack_timeout_s, stuck_s=self.config.mqtt.stuck_s,
             )
             self.mqtt.start()
         if self.config.web is not None:

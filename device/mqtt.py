@@ -605,7 +605,10 @@ class MqttPublisher:
         self._inflight_at = 0.0  # when the in-flight event was (re)sent
         self.ack_timeout_s = ack_timeout_s
         self.stuck_s = stuck_s
-        self._progress_at = time.monotonic()  # last time nothing was stuck: no event waiting on a live broker
+        # Connected time an event has waited for its PUBACK (a broker that is away does not count, and
+        # the reconnects an ack timeout causes do not reset it); and when the sender last turned.
+        self._stuck_for = 0.0
+        self._stepped_at = time.monotonic()
         self._failing_since: float | None = None  # the sender's first unexpected error in a row
         self._problem: str | None = None  # why the broker is not reached, logged once per change
         self._socket_error: str | None = None
@@ -925,18 +928,19 @@ class MqttPublisher:
 
     def _step(self, kind: str, value: int) -> None:
         now = time.monotonic()
+        if self._inflight is not None and self._connected.is_set():
+            self._stuck_for += now - self._stepped_at
+        self._stepped_at = now
         if kind == "connected" and self._inflight is not None:
             self._inflight_at = now  # paho sends it again after the CONNACK: its timeout starts over
         if kind == "ack" and self._inflight is not None and self._inflight[1] == value:
             self.outbox.remove(self._inflight[0])
             self._inflight = None
-            self._progress_at = now
+            self._stuck_for = 0.0
         if self._inflight is not None and self._connected.is_set() and now - self._inflight_at > self.ack_timeout_s:
             self._ack_timed_out()
         if self._inflight is None:
             self._send_next()
-        if self._inflight is None or not self._connected.is_set():
-            self._progress_at = now  # nothing in flight on a live connection: nothing is stuck
         if self._announce_due and self._connected.is_set() and now - self._announced_at >= ANNOUNCE_MIN_S:
             log.info("MQTT: Home Assistant asked again; publishing discovery again")
             self._announce()
@@ -965,7 +969,9 @@ class MqttPublisher:
             return False
         if self._failing_since is not None and now - self._failing_since > self.stuck_s:
             return False
-        return now - self._progress_at <= self.stuck_s
+        if self._failing_since is None and now - self._stepped_at > self.stuck_s:
+            return False  # the sender hangs (it turns at least every 0.5 s)
+        return self._stuck_for <= self.stuck_s
 
     def _send_next(self) -> None:
         item = self.outbox.first()

@@ -1,30 +1,33 @@
 """Load a TFLite interpreter from whichever runtime is installed.
 
-Order: ``tflite_runtime`` (Python <= 3.11, needs numpy<2), ``ai_edge_litert`` (its successor,
-Python >= 3.12, Raspberry Pi OS Trixie), then ``tensorflow.lite`` as a last resort on a
-desktop. TensorFlow is never imported when one of the small runtimes is there, so the Pi
-never needs it.
+Order: ``ai_edge_litert`` (LiteRT, what ``hark[device]`` installs: wheels for Python 3.10-3.13
+on 64-bit Linux, including Raspberry Pi OS Bookworm and Trixie), then ``tflite_runtime`` (its
+predecessor, Python <= 3.11 and numpy 1 only, for an older install that still has it), then
+``tensorflow.lite`` as a last resort on a desktop. TensorFlow is never imported when one of the
+small runtimes is there, so the Pi never needs it.
 """
 
 from __future__ import annotations
 
 import importlib
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
 from hark.errors import BundleError, HarkError
 
-_RUNTIMES = ("tflite_runtime.interpreter", "ai_edge_litert.interpreter", "tensorflow.lite")
+_RUNTIMES = ("ai_edge_litert.interpreter", "tflite_runtime.interpreter", "tensorflow.lite")
 runtime_name: str | None = None
 
 
 def interpreter_class() -> Any:
     """The ``Interpreter`` class of the first runtime that imports.
 
-    tflite_runtime cannot load models in a process that has already loaded TensorFlow (its
-    ``GetSignatureDefs`` fails with "vector::reserve"), so once TensorFlow is in the process (the
-    trainer) TensorFlow's own interpreter is used; the choice is made at every load for that reason.
+    A second copy of the TFLite runtime in a process that has already loaded TensorFlow is not to
+    be trusted (tflite_runtime's ``GetSignatureDefs`` fails there with "vector::reserve"), so once
+    TensorFlow is in the process (the trainer) TensorFlow's own interpreter is used; the choice is
+    made at every load for that reason.
     """
     global runtime_name
     order = ("tensorflow.lite",) if "tensorflow" in sys.modules else _RUNTIMES
@@ -38,8 +41,8 @@ def interpreter_class() -> Any:
             return importlib.import_module("tensorflow").lite.Interpreter
         return module.Interpreter
     raise HarkError(
-        "no TFLite runtime found: pip install 'hark[device]' "
-        "(tflite-runtime on Python <= 3.11, ai-edge-litert on Python >= 3.12)"
+        "no TFLite runtime found: pip install 'hark[device]' (it brings ai-edge-litert, "
+        "which has wheels for 64-bit ARM and x86 only; 32-bit Raspberry Pi OS is not supported)"
     )
 
 
@@ -55,9 +58,13 @@ def load_interpreter(
     kwargs: dict[str, Any] = {"num_threads": num_threads}
     if preserve_all_tensors:
         kwargs["experimental_preserve_all_tensors"] = True
-    if isinstance(model, bytes):
-        return cls(model_content=model, **kwargs)
-    return cls(model_path=str(model), **kwargs)
+    source = {"model_content": model} if isinstance(model, bytes) else {"model_path": str(model)}
+    with warnings.catch_warnings():
+        # ai-edge-litert warns that keeping every tensor is for debugging; YAMNet's embedding is an
+        # intermediate tensor hark reads on purpose (a few MB for one 0.975 s window), so the warning
+        # would only alarm a user at every start.
+        warnings.filterwarnings("ignore", message=".*experimental_preserve_all_tensors", category=UserWarning)
+        return cls(**source, **kwargs)
 
 
 _PROBED: set[tuple[str, int, int]] = set()

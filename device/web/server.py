@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 from aiohttp import WSMsgType, web
 
-from hark import review
+from hark import SAMPLE_RATE, review
 from hark.config import WebConfig
 from hark.errors import HarkError
 from hark.labels import BACKGROUND, BACKGROUND_DIR, UNKNOWN_DIR, check_label, is_valid_label
@@ -393,7 +393,7 @@ class WebServer:
     def _hello(self) -> dict[str, Any]:
         return {"type": "hello", "classes": self.daemon.classes, "thresholds": self._thresholds(),
                 "recent": list(self._detections), "state": self.state(), "mels": self._frontend.feature_shape[0],
-                "frames_per_s": 16000 / self._frontend.hop_samples}
+                "frames_per_s": SAMPLE_RATE / self._frontend.hop_samples}
 
     def _poke(self) -> None:
         if self._wake is not None:

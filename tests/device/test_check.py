@@ -115,3 +115,14 @@ def test_password_file_others_can_read_is_a_warning(broker: Broker, tmp_path: Pa
     secret.chmod(0o640)
     result = hark("check", "-c", str(path), cwd=tmp_path)
     assert "secrets" not in result.stdout
+
+
+def test_web_password_file_others_can_read_is_a_warning(tmp_path: Path) -> None:
+    secret = tmp_path / "web-password"
+    secret.write_text("page-password-never-shown\n")
+    secret.chmod(0o604)
+    path = config(tmp_path, "web:", f"  password_file: {secret}")
+    result = hark("check", "-c", str(path), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert f"warn  secrets  web.password_file: {secret} can be read by every user of this machine" in result.stdout
+    assert "page-password" not in result.stdout + result.stderr

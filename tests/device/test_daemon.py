@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
+from hark.mqtt import Outbox
 from tests.fixtures.broker import Broker, Subscriber
+from tests.fixtures.proxy import PubackEater
 from tests.fixtures.synth import write_stream
 from tests.fixtures.tmpfs import fill
 
@@ -214,3 +216,57 @@ def test_record_command_flood_is_bounded_end_to_end(tone_bundle: Path, broker: B
     assert 1 <= len(clips) <= 3, len(clips)
     assert all(sf.info(c).duration >= 0.3 for c in clips)
     assert stderr.count("the most recording.max_per_minute allows") == 1
+
+
+def test_watchdog_stops_while_events_are_stuck_and_resumes_when_they_flow(tone_bundle: Path, stream: Path,
+                                                                          broker: Broker, tmp_path: Path) -> None:
+    proxy = PubackEater(broker, drop_pubacks=0)
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify"))
+    notify.settimeout(30)
+    sub = Subscriber(broker, ["hark/test/availability", "hark/test/event"])
+    config = write_config(tmp_path, tone_bundle, broker, ack_timeout_s=1, stuck_s=2)
+    config.write_text(config.read_text().replace(f"port: {broker.port}", f"port: {proxy.port}"))
+    proc = subprocess.Popen([sys.executable, "-m", "hark", "run", "-c", str(config), "--input", str(stream),
+                             "--realtime"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify"), "WATCHDOG_USEC": "400000"})
+    pings: list[float] = []
+    try:
+        while not notify.recv(4096).startswith(b"READY=1"):
+            pass
+        sub.wait_for(lambda: sub.on("hark/test/availability"), timeout=20)
+        time.sleep(0.5)
+        proxy.drop_pubacks = 10**9  # from now on the broker takes events and never acknowledges one
+        t0 = time.monotonic()
+        notify.settimeout(0.2)
+        stuck_seen = False
+        while time.monotonic() - t0 < 12:
+            try:
+                if notify.recv(4096) == b"WATCHDOG=1":
+                    pings.append(time.monotonic() - t0)
+            except TimeoutError:
+                pass
+            if not stuck_seen and pings and time.monotonic() - t0 - pings[-1] > 2.0:
+                stuck_seen = True  # no ping for 2 s while audio flows: systemd would restart hark
+                proxy.drop_pubacks = 0
+        assert stuck_seen, pings
+        assert proc.poll() is None, "still running (the file lasts 14 s)"
+        assert pings[-1] > 10, "pings resumed once events were acknowledged again"
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+        assert "no PUBACK for event" in err
+        # Nothing lost: every detection reached the broker (some more than once) or waits in the outbox.
+        delivered = {m.json()["id"] for m in sub.on("hark/test/event")}
+        box = Outbox(tmp_path / "state" / "mqtt-outbox.sqlite3", max_events=100)
+        waiting = len(box)
+        box.close()
+        detected = detections_of(out)
+        assert len(detected) >= 3
+        assert len(delivered) + waiting == len(detected), (delivered, waiting, detected)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        notify.close()
+        sub.close()
+        proxy.close()
