@@ -7,7 +7,7 @@ changes nothing: the same audio gives the same detections whether it comes 1 or 
 at a time, and ``hark detect`` on a file gives what the daemon gives live.
 
 Times are stream times: a head window ending with feature ``k`` is stamped
-``frontend.feature_end(k) / 16000`` s, the end of the audio it has heard.
+``frontend.feature_end(k) / SAMPLE_RATE`` s, the end of the audio it has heard.
 
 The activity gate (:mod:`hark.activity`): while the audio is only the room's steady noise, or
 digital silence, head windows that hold nothing active are not computed at all: neither the base
@@ -94,7 +94,7 @@ class Pipeline:
 
     @property
     def time_s(self) -> float:
-        """Stream time: samples received so far / 16000."""
+        """Stream time: samples received so far / ``SAMPLE_RATE``."""
         return self.samples / SAMPLE_RATE
 
     @property
