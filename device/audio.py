@@ -22,6 +22,7 @@ import contextlib
 import logging
 import os
 import queue
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -32,10 +33,10 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
+from hark import SAMPLE_RATE
 from hark.audiofile import check_header
 from hark.errors import AudioError, HarkError
 
-SAMPLE_RATE = 16000  # the same as hark.audiofile.SAMPLE_RATE, without importing scipy through it
 CHUNK_SAMPLES = 1280  # 80 ms: one speech-embedding hop, and openWakeWord's chunk
 FILE_BLOCK_FRAMES = 65536  # frames read from a file at a time: a few hundred kB whatever the file's length
 
@@ -260,21 +261,59 @@ def _pyaudio_module() -> Any:
     return pyaudio
 
 
+_stderr_lock = threading.RLock()
+
+
+def _writes_to_fd2(stream: Any) -> bool:
+    try:
+        return int(stream.fileno()) == 2
+    except (AttributeError, OSError, ValueError, TypeError):
+        return False
+
+
+def _stderr_handlers() -> list[logging.StreamHandler[Any]]:
+    """Every logging handler that writes to fd 2 (the root's, and any logger's own)."""
+    loggers = [logging.getLogger()] + [lg for lg in list(logging.Logger.manager.loggerDict.values())
+                                        if isinstance(lg, logging.Logger)]
+    return [h for lg in loggers for h in lg.handlers
+            if isinstance(h, logging.StreamHandler) and _writes_to_fd2(h.stream)]
+
+
 @contextlib.contextmanager
 def _quiet_stderr() -> Iterator[None]:
-    """Hide the ALSA/JACK chatter PortAudio prints to fd 2 while it probes devices."""
-    try:
-        saved = os.dup(2)
-    except OSError:
-        yield
-        return
-    try:
-        with open(os.devnull, "wb") as null:
-            os.dup2(null.fileno(), 2)
+    """Hide the ALSA/JACK chatter PortAudio prints to fd 2 while it probes devices.
+
+    Only fd 2 itself goes to /dev/null: for that moment, log handlers and ``sys.stderr`` write
+    to a duplicate of the real stderr, so another thread's log line (``MQTT: connected``) is
+    not lost with PortAudio's noise.
+    """
+    with _stderr_lock:
+        try:
+            saved = os.dup(2)
+        except OSError:
             yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+            return
+        real = os.fdopen(saved, "w", buffering=1, encoding=getattr(sys.stderr, "encoding", None) or "utf-8",
+                         errors="backslashreplace", closefd=False)
+        moved = [(h, h.setStream(real)) for h in _stderr_handlers()]
+        previous_stderr = sys.stderr
+        if _writes_to_fd2(previous_stderr):
+            with contextlib.suppress(OSError, ValueError):
+                previous_stderr.flush()
+            sys.stderr = real
+        try:
+            with open(os.devnull, "wb") as null:
+                os.dup2(null.fileno(), 2)
+                yield
+        finally:
+            with contextlib.suppress(OSError, ValueError):
+                real.flush()
+            os.dup2(saved, 2)
+            sys.stderr = previous_stderr
+            for handler, stream in moved:
+                handler.setStream(stream)
+            real.close()
+            os.close(saved)
 
 
 def _new_pyaudio() -> Any:

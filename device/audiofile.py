@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from hark import SAMPLE_RATE
 from hark.errors import AudioError
 
-SAMPLE_RATE = 16000
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
 # What a file's header may claim before anything is allocated for it. A rate of 1 Hz would make the
 # 16 kHz resampler's filter (and its output) thousands of times longer than the file.

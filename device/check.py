@@ -3,14 +3,19 @@
 Checks the config (every key, type and range), the model bundle (hashes, format), that the
 config's labels are the model's classes, the pins (built on gpiozero's MockFactory, so names,
 clashes and buzzer tones are checked without touching a running daemon's pins), the MQTT
-files (password file, TLS files; nothing is sent), the audio device when one is named, and
-the state directory. Prints one line per check; the first failure is the usual one-line error.
+settings through the very function ``hark run`` uses (password file, the TLS context built
+from the CA, certificate and key), the audio device when one is named, and the state
+directory. Then it connects to the broker once, with its own client id: a broker it cannot
+reach is a ``warn`` line with the reason (it may just be down), as is a password file that
+other users can read. Prints one line per check; the first failure is the usual one-line error.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
+import stat
 from pathlib import Path
 
 from hark.config import Config, load_config
@@ -54,17 +59,49 @@ def _pins(config: Config, classes: list[str]) -> str:
     return f"{', '.join(parts)} ({where})"
 
 
+def _warn(what: str, detail: str) -> None:
+    print(f"warn  {what:<8} {detail}", flush=True)
+
+
+def secret_file_warning(path: Path, key: str) -> str | None:
+    """Why the secret file ``path`` (config key ``key``) is exposed, or None: a password file others
+    can read (or write) gives the broker login or the web page to anyone on the machine."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return None  # a missing or unreadable file is an error of its own, raised where it is read
+    if mode & stat.S_IRWXO:
+        return (f"{key}: {path} can be read by every user of this machine (mode {stat.filemode(mode)}); "
+                f"chmod o-rwx {path}")
+    return None
+
+
+def secret_files(config: Config) -> list[tuple[str, Path]]:
+    """Every ``*password_file`` the config names, with its key (any section, so new ones are checked too)."""
+    found: list[tuple[str, Path]] = []
+
+    def walk(obj: object, prefix: str) -> None:
+        if not dataclasses.is_dataclass(obj):
+            return
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            key = f"{prefix}{f.name}"
+            if f.name.endswith("password_file") and isinstance(value, Path):
+                found.append((key, value))
+            elif dataclasses.is_dataclass(value):
+                walk(value, f"{key}.")
+
+    walk(config, "")
+    return found
+
+
 def _mqtt(config: Config) -> str:
+    from hark.mqtt import validate
+
     mqtt = config.mqtt
     if mqtt is None:
         return "off (no mqtt section)"
-    if mqtt.password_file is not None:
-        mqtt.read_password()  # raises naming the file when it cannot be read; the value is not shown
-    if mqtt.tls is not None:
-        for key in ("ca_file", "cert_file", "key_file"):
-            path = getattr(mqtt.tls, key)
-            if path is not None and not path.is_file():
-                raise config.error(f"mqtt.tls.{key}", f"{path} does not exist")
+    validate(config)  # the password file, the TLS context: what hark run refuses, refused here the same way
     auth = "anonymous"
     if mqtt.username:
         auth = f"user {mqtt.username}, password {'from file' if mqtt.password_file else 'inline'} (not shown)"
@@ -84,17 +121,33 @@ def run_checks(config_path: str | Path) -> Config:
     """Run every check, printing a line each; raises :class:`HarkError` on the first problem."""
     config = load_config(config_path)
     _ok("config", str(config_path))
-    from hark.model import Model
+    from hark.daemon import load_pipeline
 
-    model = Model.load(config.model)
+    pipeline = load_pipeline(config)  # exactly what hark run loads: manifest, head, frontend, labels, overrides
+    model = pipeline.model
     classes = model.bundle.classes
-    thresholds = {**model.thresholds, **config.detection.thresholds}
+    thresholds = pipeline.settings.thresholds
     _ok("model", f"{model.bundle.name} ({config.model}): "
         + ", ".join(f"{c} >= {thresholds[c]:.2f}" for c in classes))
-    config.check_labels(model.labels)
     _ok("labels", "every label in the config is a class of the model")
     _ok("pins", _pins(config, classes))
     _ok("mqtt", _mqtt(config))
+    if config.mqtt is not None:
+        from hark.mqtt import probe_broker
+
+        # The broker may be down while the config is right: its reason is a warning, not an error.
+        reason = probe_broker(config.mqtt)
+        if reason is None:
+            _ok("broker", f"{config.mqtt.host}:{config.mqtt.effective_port} accepted the connection")
+        else:
+            _warn("broker", f"{reason}; hark run will keep trying")
+    for key, path in secret_files(config):
+        problem = secret_file_warning(path, key)
+        if problem:
+            _warn("secrets", problem)
+    from hark.web import check_web
+
+    _ok("web", check_web(config))
     if config.audio.device is not None:
         from hark.audio import find_input_device
 

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from hark.audiofile import SAMPLE_RATE
+from hark import SAMPLE_RATE
 
 TIMESTAMP_FORMAT = "%Y%m%d-%H%M%S-%f"
 TEMP_PREFIX = ".hark-"

@@ -11,6 +11,7 @@ be moved together. Secrets (the MQTT password) are kept out of ``repr`` and out 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 import socket
@@ -64,6 +65,15 @@ def _check_topic_part(value: Any) -> str | None:
     return f"{value!r} may only hold letters, digits, '_' and '-' (it becomes part of MQTT topics)"
 
 
+def _check_host(value: Any) -> str | None:
+    """A host name or address: not empty, no blanks or URL parts (paho wants the bare name)."""
+    if not value.strip():
+        return "must not be empty (the broker's host name or address)"
+    if len(value) > 253 or any(c.isspace() for c in value) or "://" in value or "/" in value:
+        return f"{value!r:.60} is not a host name or address (no blanks, scheme or path; the port goes in mqtt.port)"
+    return None
+
+
 def _check_base_topic(value: Any) -> str | None:
     parts = value.split("/")
     if not value or any(not TOPIC_PART.fullmatch(p) for p in parts):
@@ -98,14 +108,31 @@ class AudioConfig:
 
 
 @dataclass(frozen=True)
+class GateConfig:
+    """The activity gate (:mod:`hark.activity`): what counts as nothing happening, so nothing is computed."""
+
+    # activity: judged against the room's own noise floor; silence: only digital silence (-70 dBFS); off.
+    mode: Literal["activity", "silence", "off"] = "activity"
+    margin_db: float = field(default=9.0, metadata=_meta(minimum=0.0, maximum=60.0))
+    hold_s: float | None = field(default=1.0, metadata=_meta(minimum=0.08, maximum=30.0))
+
+    def settings(self) -> Any:
+        """As :class:`hark.activity.GateSettings` (the pipeline's)."""
+        from hark.activity import GateSettings
+
+        return GateSettings(mode=self.mode, margin_db=self.margin_db, hold_s=self.hold_s)
+
+
+@dataclass(frozen=True)
 class DetectionConfig:
-    """Overrides of the thresholds and refractory periods the trainer chose, and the second opinion."""
+    """Overrides of the thresholds and refractory periods the trainer chose, the second opinion, the gate."""
 
     thresholds: dict[str, float] = field(default_factory=dict,
                                          metadata=_meta(minimum=0.0, maximum=1.0, key=_check_label_key))
     refractory_s: dict[str, float] = field(default_factory=dict,
                                            metadata=_meta(minimum=0.0, maximum=600.0, key=_check_label_key))
     verify: bool = True
+    gate: GateConfig = field(default_factory=GateConfig)
 
 
 @dataclass(frozen=True)
@@ -155,10 +182,13 @@ class GpioConfig:
     buttons: tuple[ButtonConfig, ...] = ()
     long_press_s: float = field(default=1.5, metadata=_meta(minimum=0.2, maximum=30.0))
     bounce_s: float = field(default=0.05, metadata=_meta(minimum=0.0, maximum=1.0))
+    # "That was wrong": moves the latest detection's capture into the dataset's _unknown_ folder.
+    wrong_button: Pin | None = field(default=None, metadata=_meta(check=_check_pin))
 
     @property
     def enabled(self) -> bool:
-        return bool(self.led is not None or self.leds or self.buzzer or self.status_led is not None or self.buttons)
+        return bool(self.led is not None or self.leds or self.buzzer or self.status_led is not None or self.buttons
+                    or self.wrong_button is not None)
 
 
 @dataclass(frozen=True)
@@ -175,7 +205,7 @@ class TlsConfig:
 class MqttConfig:
     """The broker and how hark appears on it (and in Home Assistant)."""
 
-    host: str = "localhost"
+    host: str = field(default="localhost", metadata=_meta(check=_check_host))
     port: int | None = field(default=None, metadata=_meta(minimum=1, maximum=65535))
     device_id: str | None = field(default=None, metadata=_meta(check=_check_topic_part))
     name: str | None = None
@@ -195,6 +225,10 @@ class MqttConfig:
     flush_s: float = field(default=10.0, metadata=_meta(minimum=0.0, maximum=600.0))
     reconnect_min_s: float = field(default=1.0, metadata=_meta(minimum=0.1, maximum=60.0))
     reconnect_max_s: float = field(default=60.0, metadata=_meta(minimum=0.1, maximum=3600.0))
+    # No PUBACK for the event in flight this long: reconnect, and it is sent again.
+    ack_timeout_s: float = field(default=30.0, metadata=_meta(minimum=1.0, maximum=3600.0))
+    # Events stuck this long on a connected broker: stop pinging the systemd watchdog (a restart follows).
+    stuck_s: float = field(default=300.0, metadata=_meta(minimum=1.0, maximum=86400.0))
 
     @property
     def effective_port(self) -> int:
@@ -234,6 +268,54 @@ class RecordingConfig:
     capture: bool = False
     capture_seconds: float = field(default=3.0, metadata=_meta(minimum=0.5, maximum=30.0))
     captures: Path | None = None
+    # What a remote request (MQTT record/set, a button) may ask for: the model's classes and these
+    # new labels (a new class to train); the shortest clip; how many clips a minute.
+    labels: tuple[str, ...] = field(default=(), metadata=_meta(check=_check_label_key))
+    min_seconds: float = field(default=0.5, metadata=_meta(minimum=0.1, maximum=30.0))
+    max_per_minute: int = field(default=10, metadata=_meta(minimum=1, maximum=600))
+    # Recording (clips and captures) stops with one warning once the dataset and captures folders hold this much.
+    max_dataset_mb: float = field(default=1000.0, metadata=_meta(minimum=1.0, maximum=1_000_000.0))
+
+
+LOOPBACK_BINDS = ("127.0.0.1", "localhost", "::1")
+
+
+@dataclass(frozen=True)
+class WebTlsConfig:
+    """HTTPS for the page: a certificate chain and its private key (PEM files)."""
+
+    cert_file: Path
+    key_file: Path
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    """The device's own page (:mod:`hark.web`); off unless the config has a ``web:`` section."""
+
+    port: int = field(default=8080, metadata=_meta(minimum=1, maximum=65535))
+    bind: str = "127.0.0.1"
+    password_file: Path | None = None
+    tls: WebTlsConfig | None = None
+    upload_max_mb: float = field(default=200.0, metadata=_meta(minimum=1.0, maximum=4096.0))
+    session_hours: float = field(default=24.0 * 7, metadata=_meta(minimum=0.1, maximum=24.0 * 365))
+
+    @property
+    def loopback(self) -> bool:
+        return self.bind in LOOPBACK_BINDS
+
+    def read_password(self) -> str | None:
+        """The page's password from ``password_file`` (first line, blanks stripped), never logged."""
+        if self.password_file is None:
+            return None
+        try:
+            text = self.password_file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as err:
+            reason = getattr(err, "strerror", None) or "not UTF-8 text"
+            raise HarkError(f"{self.password_file}: cannot read the web password file ({reason})") from None
+        password = text.strip().splitlines()[0].strip() if text.strip() else ""
+        if not password:
+            raise HarkError(f"{self.password_file}: the web password file is empty")
+        return password
 
 
 @dataclass(frozen=True)
@@ -247,6 +329,7 @@ class Config:
     gpio: GpioConfig = field(default_factory=GpioConfig)
     mqtt: MqttConfig | None = None
     recording: RecordingConfig = field(default_factory=RecordingConfig)
+    web: WebConfig | None = None
     source: Path = field(default=Path("hark.yaml"), compare=False, metadata=_meta(doc="internal"))
     lines: dict[str, int] = field(default_factory=dict, compare=False, repr=False, metadata=_meta(doc="internal"))
 
@@ -377,6 +460,9 @@ class _Builder:
         raise self.fail(node, path, f"expected {wanted}, got {shown}")
 
     def check(self, value: Any, node: yaml.Node, path: str, meta: dict[str, Any]) -> Any:
+        if isinstance(value, float) and not math.isfinite(value):
+            # YAML's .nan and .inf pass every range comparison; no setting means them.
+            raise self.fail(node, path, f"{value} is not a finite number")
         low, high = meta.get("min"), meta.get("max")
         if isinstance(value, (int, float)) and not isinstance(value, bool) and (
                 (low is not None and value < low) or (high is not None and value > high)):
@@ -462,6 +548,7 @@ def _cross_check(config: Config) -> None:
                 raise config.error(f"gpio.buzzer.patterns.{name}", "a pattern is named 'default' or after a class")
     for i, button in enumerate(gpio.buttons):
         claim(button.pin, f"gpio.buttons.{i}.pin")
+    claim(gpio.wrong_button, "gpio.wrong_button")
     mqtt = config.mqtt
     if mqtt is not None:
         if mqtt.password is not None and mqtt.password_file is not None:
@@ -473,5 +560,12 @@ def _cross_check(config: Config) -> None:
             raise config.error("mqtt.reconnect_max_s", "must not be below reconnect_min_s")
         if mqtt.tls and (mqtt.tls.cert_file is None) != (mqtt.tls.key_file is None):
             raise config.error("mqtt.tls", "a client certificate needs both cert_file and key_file")
+    if config.recording.min_seconds > min(config.recording.clip_seconds, config.recording.background_seconds):
+        raise config.error("recording.min_seconds", "must not be above recording.clip_seconds or background_seconds")
     if config.recording.capture_seconds > config.recording.max_seconds:
         raise config.error("recording.capture_seconds", "must not be above recording.max_seconds")
+    web = config.web
+    if web is not None and not web.loopback and web.password_file is None:
+        # The page controls a microphone in someone's home: open to the network only with a password.
+        raise config.error("web.bind", f"{web.bind!r} opens the page to the network: a web.password_file is "
+                           "required (the page controls the microphone)")

@@ -15,9 +15,10 @@ SIGTERM and SIGINT stop it cleanly: ``offline`` is published and systemd is told
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import gc
 import logging
 import signal
-import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -28,39 +29,75 @@ from typing import Any
 import numpy as np
 
 from hark.config import Config, load_config
+from hark.detector import Detection
 from hark.errors import HarkError
 from hark.sdnotify import Notifier
+from hark.sinks import Sink, close_all
+from hark.sinks import dispatch as dispatch_to
 
 log = logging.getLogger(__name__)
 
 STALL_S = 10.0  # no audio chunk for this long: stop pinging the systemd watchdog
 
 
+def load_pipeline(config: Config, model: Any = None) -> Any:
+    """The model and detector ``hark run`` listens with: the bundle loaded and validated (manifest,
+    hashes, the head's tensors, the frontend), the config's labels checked against it and its
+    overrides applied. ``hark check`` calls this very function, so it refuses what ``run`` would.
+
+    ``model``: an already loaded and checked model (one deployed from the page) instead of ``model:``.
+    """
+    from hark.model import Model
+    from hark.pipeline import Pipeline
+
+    if model is None:
+        path = config.model
+        if config.web is not None:
+            from hark.web.models import startup_model
+
+            path = startup_model(config)
+        model = Model.load(path)
+    config.check_labels(model.labels)
+    return Pipeline(
+        model,
+        thresholds=dict(config.detection.thresholds) or None,
+        refractory_s=dict(config.detection.refractory_s) or None,
+        verify=config.detection.verify,
+        gate=config.detection.gate.settings(),
+    )
+
+
 class Daemon:
     """The parts of ``hark run`` wired together; :meth:`run` is the loop."""
 
     def __init__(self, config: Config, *, input_path: str | Path | None = None, realtime: bool = False) -> None:
-        from hark.model import Model
-        from hark.pipeline import Pipeline
-
         self.config = config
         self.input_path = Path(input_path) if input_path is not None else None
         self.realtime = realtime
-        self.model = Model.load(config.model)
-        config.check_labels(self.model.labels)
+        if config.mqtt is not None:
+            from hark.mqtt import validate
+
+            validate(config)  # before the model loads: the same refusal, at the same line, as hark check
+        if config.web is not None:
+            from hark.web import check_web
+
+            check_web(config)  # the page's password and TLS files, before the model loads too
+        self.pipeline = load_pipeline(config)
+        self.model = self.pipeline.model
         self.model_name = self.model.bundle.name
         self.classes = self.model.bundle.classes
-        self.pipeline = Pipeline(
-            self.model,
-            thresholds=dict(config.detection.thresholds) or None,
-            refractory_s=dict(config.detection.refractory_s) or None,
-            verify=config.detection.verify,
-        )
+        # A model swapped in while running (hark.web): applied by the audio loop between two chunks.
+        self._swap: Any = None
+        self._swapped = threading.Event()
+        self._time_offset = 0.0  # stream seconds before the running pipeline started
+        self.web: Any = None
         self.state_dir = config.resolve_state_dir()
         try:
             self.state_dir.mkdir(parents=True, exist_ok=True)
         except OSError as err:
-            raise HarkError(f"{self.state_dir}: cannot create the state directory ({err.strerror})") from None
+            # Detection goes on: the MQTT outbox holds events in memory until the directory can be written.
+            log.warning("%s: cannot create the state directory (%s); going on without it", self.state_dir,
+                        err.strerror)
         self.muted = False
         self.recording = False
         self.audio_lost = False
@@ -86,18 +123,31 @@ class Daemon:
             dataset_dir=dataset, captures_dir=captures, clip_seconds=rec.clip_seconds,
             background_seconds=rec.background_seconds, max_seconds=rec.max_seconds,
             capture=rec.capture, capture_seconds=rec.capture_seconds, model=self.model_name,
-            on_recording=self._on_recording,
+            on_recording=self._on_recording, on_saved=self._on_saved,
+            # What anyone on the broker (or at the buttons) may ask for: bounded in labels, length, rate and disk.
+            labels=[c for c in self.model.labels if c != "background"] + list(rec.labels),
+            min_seconds=rec.min_seconds, max_per_minute=rec.max_per_minute,
+            max_bytes=int(rec.max_dataset_mb * 1e6),
         )
-        self.gpio = open_gpio(self.config, classes=self.classes, on_button=self._on_button)
+        self.gpio = open_gpio(self.config, classes=self.classes, on_button=self._on_button, on_wrong=self._on_wrong)
         if self.config.mqtt is not None:
             from hark.mqtt import MqttPublisher
 
             self.mqtt = MqttPublisher(
                 self.config.mqtt, state_dir=self.state_dir, model_name=self.model_name, labels=self.model.labels,
                 on_mute=self._on_mute, on_record=lambda cmd: self._on_button(cmd.label, cmd.seconds),
-                record_max_s=rec.max_seconds,
+                record_max_s=rec.max_seconds, on_wrong=self._on_wrong,
+                model_created=self.model.manifest.created or None,
+                ack_timeout_s=self.config.mqtt.ack_timeout_s, stuck_s=self.config.mqtt.stuck_s,
             )
             self.mqtt.start()
+        if self.config.web is not None:
+            try:
+                from hark.web.server import WebServer
+            except ModuleNotFoundError as err:
+                raise HarkError(f"web: the page needs {err.name}: pip install 'hark[device]'") from None
+            self.web = WebServer(self, self.config.web)
+            self.web.start()
 
     def _open_source(self) -> Iterable[np.ndarray]:
         from hark.audio import FileSource, MicSource
@@ -118,6 +168,58 @@ class Daemon:
 
     def _on_mute(self, muted: bool) -> None:
         self.muted = muted
+        self._show_state()
+
+    def set_muted(self, muted: bool) -> None:
+        """Mute or unmute (the page, like the MQTT command)."""
+        self._on_mute(muted)
+
+    def _on_saved(self, path: Path) -> None:
+        if self.web is not None:
+            self.web.saved(path)
+
+    def _on_wrong(self) -> None:
+        """The "that was wrong" button or MQTT command: the newest capture goes to the dataset's _unknown_."""
+        from hark.review import mark_latest_wrong
+
+        if self.recorder is None:
+            return
+        try:
+            mark_latest_wrong(self.recorder.captures_dir, self.recorder.dataset_dir)
+        except HarkError as err:
+            log.warning("that was wrong: %s", err)
+
+    def swap_model(self, model: Any, *, timeout: float = 30.0) -> None:
+        """Run ``model`` from the next audio chunk on, without stopping (called from the page's thread).
+
+        The new pipeline is built here, off the audio thread; the loop swaps it in between two
+        chunks, so no audio is skipped, and queued MQTT events are not touched. Raises
+        :class:`HarkError` when the loop did not take it within ``timeout`` seconds.
+        """
+        pipeline = load_pipeline(self.config, model)
+        self._swapped.clear()
+        self._swap = pipeline
+        if not self._swapped.wait(timeout):
+            self._swap = None
+            raise HarkError("the audio loop did not take the new model (is audio flowing?)")
+
+    def _apply_swap(self) -> None:
+        pipeline, self._swap = self._swap, None
+        if pipeline is None:
+            return
+        self._time_offset += self.pipeline.time_s
+        self.pipeline, self.model = pipeline, pipeline.model
+        self.model_name = self.model.bundle.name
+        self.classes = self.model.bundle.classes
+        if self.recorder is not None:
+            self.recorder.model = self.model_name
+            self.recorder.labels = frozenset(self.classes) | set(self.config.recording.labels)
+        if self.gpio is not None:
+            self.gpio.classes = list(self.classes)
+        if self.mqtt is not None:
+            self.mqtt.set_model(self.model_name, self.model.labels, created=self.model.manifest.created or None)
+        log.info("now listening for %s with model %s", ", ".join(self.classes), self.model_name)
+        self._swapped.set()
         self._show_state()
 
     def _on_recording(self, active: bool) -> None:
@@ -150,34 +252,49 @@ class Daemon:
             if self._stop.is_set():
                 return
 
-    def dispatch(self, detection: Any) -> None:
-        """Hand one detection to every sink; a failing sink is logged and the others still run."""
+    @property
+    def sinks(self) -> list[Sink]:
+        """The sinks in the order a detection reaches them: pins, MQTT outbox, capture, the page."""
+        return [sink for sink in (self.gpio, self.mqtt, self.recorder, self.web) if sink is not None]
+
+    def dispatch(self, detection: Detection) -> None:
+        """Print one detection and hand it to every sink; a failing sink is logged and the others still run."""
+        if self._time_offset:
+            # After a model swap the pipeline's clock restarted; the recorder's goes on.
+            detection = dataclasses.replace(detection, time_s=detection.time_s + self._time_offset)
         self.detections += 1
-        print(f"{detection.time_s:9.3f} s  {detection.label:<16} {detection.score:.3f}", flush=True)
-        if self.gpio is not None:
-            self.gpio.detection(detection.label)
-        if self.mqtt is not None:
-            try:
-                self.mqtt.publish_event(detection.label, detection.score)
-            except (sqlite3.Error, OSError) as err:
-                log.error("MQTT outbox: could not store the %s event (%s)", detection.label, err)
-        if self.recorder is not None:
-            self.recorder.capture(detection)
+        print(detection.line(), flush=True)
+        dispatch_to(self.sinks, detection)
+
+    def healthy(self) -> bool:
+        """What the systemd watchdog is pinged on: audio keeps coming and events are not stuck."""
+        if time.monotonic() - self._last_chunk >= STALL_S:
+            return False
+        return self.mqtt is None or self.mqtt.healthy()
 
     def run(self) -> int:
         """Listen until the input ends or a signal comes; returns the exit code."""
         previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
             self._open_sinks()
+            # Everything made while starting (modules, the model, the page's server) lives as long as the
+            # daemon: frozen out of the garbage collector's passes, which then only look at what the loop
+            # makes. Done before the microphone opens, so no audio waits for it.
+            gc.collect()
+            gc.freeze()
             source = self._open_source()
             self._show_state()
             self.notifier.ready(f"listening: model {self.model_name} ({', '.join(self.classes)})")
-            self.notifier.start_watchdog(healthy=lambda: time.monotonic() - self._last_chunk < STALL_S)
+            self.notifier.start_watchdog(healthy=self.healthy)
             log.info("listening for %s with model %s", ", ".join(self.classes), self.model_name)
             silence: np.ndarray | None = None
             for chunk in self._chunks(source):
+                if self._swap is not None:
+                    self._apply_swap()
                 if self.recorder is not None:
                     self.recorder.feed(chunk)
+                if self.web is not None and self.web.active:  # audio goes to the page only while one is open
+                    self.web.feed(chunk)
                 if self.muted:
                     # Zeros keep the stream clock running and cost nothing behind the energy gate.
                     if silence is None or len(silence) != len(chunk):
@@ -206,15 +323,11 @@ class Daemon:
 
     def _shutdown(self) -> None:
         self.notifier.stopping()
-        if self.recorder is not None:
-            self.recorder.close()
         if self.mqtt is not None:
             ended = self.input_path is not None and not self._stop.is_set()
             if ended and not self.mqtt.flush(self.config.mqtt.flush_s):
                 log.warning("MQTT: broker did not take every event within %.0f s", self.config.mqtt.flush_s)
-            self.mqtt.stop()
-        if self.gpio is not None:
-            self.gpio.close()
+        close_all(reversed(self.sinks))  # capture, outbox, pins: the reverse of the order they act in
         if self.source is not None:
             self.source.close()
         self.notifier.close()

@@ -27,17 +27,12 @@ def detect_file(model: Model, path: str, **pipeline_options: object) -> list[Det
         return Pipeline(model, **pipeline_options).run(source)  # type: ignore[arg-type]
 
 
-def format_detection(d: Detection) -> str:
-    minutes, seconds = divmod(d.time_s, 60)
-    return f"{int(minutes):02d}:{seconds:06.3f}  {d.label:<20} {d.score:.3f}"
-
-
 def main(args: argparse.Namespace) -> int:
     model = Model.load(args.model)
     # Progress only for a person watching a long file: never on a pipe, never mixed into --json.
     progress = sys.stderr.isatty() and not args.json
     count = 0
-    pipeline = Pipeline(model)
+    pipeline = Pipeline(model, gate=getattr(args, "gate", "activity"))
     with FileSource(args.audio) as source, tqdm(total=round(source.duration_s, 1), unit="s", desc="detect",
                                                 disable=not progress, leave=False, file=sys.stderr) as bar:
         def emit(detections: list[Detection]) -> None:
@@ -47,7 +42,7 @@ def main(args: argparse.Namespace) -> int:
                 if args.json:
                     print(json.dumps(d.as_dict()), flush=True)
                 else:
-                    bar.write(format_detection(d), file=sys.stdout)
+                    bar.write(d.line(), file=sys.stdout)
 
         for chunk in source:
             emit(pipeline.process(chunk))

@@ -31,10 +31,10 @@ rejected sound is judged once, and the other classes are held off as after a det
 of a sound the verifier turned away as "computer" is no more evidence of "alexa" than the tail of
 one it confirmed, and left free such a tail fires the next class a second or so later.
 
-The manifest's ``detection`` section gives the defaults the trainer calibrated:
-``thresholds`` (per class), ``smoothing`` (head outputs averaged, an int or per class) and
-``refractory_s`` (seconds, a number or per class), ``decision_s`` (seconds), ``hold_others_s``
-(seconds). Callers (the config) may override thresholds, smoothing, refractory and decision.
+The manifest's ``detection`` section (:class:`hark.manifest.DetectionSpec`, validated there) gives
+the defaults the trainer calibrated: ``thresholds``, ``smoothing`` (head outputs averaged) and
+``refractory_s`` per class, ``decision_s`` and ``hold_others_s`` (seconds). Callers (the config)
+may override thresholds, smoothing, refractory and decision.
 """
 
 from __future__ import annotations
@@ -47,12 +47,14 @@ import numpy as np
 
 from hark.errors import HarkError
 from hark.labels import BACKGROUND
-
-DEFAULT_THRESHOLD = 0.5
-DEFAULT_SMOOTHING = 1
-DEFAULT_REFRACTORY_S = 1.0
-DEFAULT_DECISION_S = 0.15
-DEFAULT_HOLD_OTHERS_S = 0.0
+from hark.manifest import (
+    DEFAULT_DECISION_S,
+    DEFAULT_HOLD_OTHERS_S,
+    MAX_DECISION_S,
+    MAX_REFRACTORY_S,
+    MAX_SMOOTHING,
+    DetectionSpec,
+)
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,12 @@ class Detection:
 
     def as_dict(self) -> dict[str, Any]:
         return {"label": self.label, "score": round(self.score, 4), "time_s": round(self.time_s, 3)}
+
+    def line(self) -> str:
+        """The one way a detection is printed (``hark detect``, ``listen`` and ``run``):
+        stream time as minutes:seconds, label, score; ``--json`` prints :meth:`as_dict`."""
+        minutes, seconds = divmod(self.time_s, 60)
+        return f"{int(minutes):02d}:{seconds:06.3f}  {self.label:<20} {self.score:.3f}"
 
 
 def _is_number(value: Any) -> bool:
@@ -113,38 +121,32 @@ class DetectorSettings:
     hold_others_s: float = DEFAULT_HOLD_OTHERS_S
 
     @classmethod
-    def resolve(cls, classes: Sequence[str], manifest_detection: Mapping[str, Any] | None = None, *,
+    def resolve(cls, classes: Sequence[str], manifest_detection: DetectionSpec | None = None, *,
                 thresholds: Mapping[str, float] | float | None = None,
                 smoothing: Mapping[str, int] | int | None = None,
                 refractory_s: Mapping[str, float] | float | None = None,
                 decision_s: float | None = None) -> DetectorSettings:
-        """The manifest's values, each overridden (per class or for all) by the caller's where given."""
-        det = dict(manifest_detection or {})
-        base_thr = _per_class(det.get("thresholds"), classes, DEFAULT_THRESHOLD, "manifest detection.thresholds",
-                              low=0.0, high=1.0)
-        base_smooth = _per_class(det.get("smoothing"), classes, DEFAULT_SMOOTHING, "manifest detection.smoothing",
-                                 low=1)
-        base_refr = _per_class(det.get("refractory_s"), classes, DEFAULT_REFRACTORY_S,
-                               "manifest detection.refractory_s", low=0.0)
+        """The manifest's values (its defaults without one), each overridden (per class or for all)
+        by the caller's where given."""
+        det = manifest_detection if manifest_detection is not None else DetectionSpec.defaults(classes)
 
-        def over(base: dict[str, float], value: Any, what: str, **bounds: float) -> dict[str, float]:
+        def over(base: Mapping[str, float], value: Any, what: str, **bounds: float) -> dict[str, float]:
             if value is None:
-                return base
+                return {c: float(base[c]) for c in classes}
             if isinstance(value, Mapping):
                 given = _per_class(value, classes, 0.0, what, **bounds)
-                return {c: given[c] if c in value else base[c] for c in classes}
+                return {c: given[c] if c in value else float(base[c]) for c in classes}
             return _per_class(value, classes, 0.0, what, **bounds)
 
-        decision = det.get("decision_s", DEFAULT_DECISION_S) if decision_s is None else decision_s
-        where = "manifest detection.decision_s" if decision_s is None else "detection decision_s"
         return cls(
-            decision_s=_seconds(decision, where, high=5.0),
-            hold_others_s=_seconds(det.get("hold_others_s", DEFAULT_HOLD_OTHERS_S),
-                                   "manifest detection.hold_others_s", high=10.0),
-            thresholds=over(base_thr, thresholds, "detection thresholds", low=0.0, high=1.0),
-            smoothing={c: max(1, round(v)) for c, v in over(base_smooth, smoothing, "detection smoothing",
-                                                             low=1).items()},
-            refractory_s=over(base_refr, refractory_s, "detection refractory_s", low=0.0),
+            decision_s=det.decision_s if decision_s is None else _seconds(decision_s, "detection decision_s",
+                                                                           high=MAX_DECISION_S),
+            hold_others_s=det.hold_others_s,
+            thresholds=over(det.thresholds, thresholds, "detection thresholds", low=0.0, high=1.0),
+            smoothing={c: max(1, round(v)) for c, v in over(det.smoothing, smoothing, "detection smoothing",
+                                                             low=1, high=MAX_SMOOTHING).items()},
+            refractory_s=over(det.refractory_s, refractory_s, "detection refractory_s", low=0.0,
+                              high=MAX_REFRACTORY_S),
         )
 
 

@@ -28,8 +28,9 @@ from typing import Any
 
 import numpy as np
 
-from hark.audiofile import SAMPLE_RATE
+from hark import SAMPLE_RATE
 from hark.errors import BundleError
+from hark.manifest import FrontendSpec
 from hark.runtime import load_interpreter
 
 
@@ -117,14 +118,14 @@ class Frontend(ABC):
                     future.result()
         return [out[i] for i in range(len(out))]
 
-    def params(self) -> dict[str, Any]:
+    def spec(self) -> FrontendSpec:
         """What the manifest records so the device rebuilds this exact frontend."""
-        return {
-            "name": self.name,
-            "hop_samples": self.hop_samples,
-            "receptive_samples": self.receptive_samples,
-            "feature_shape": list(self.feature_shape),
-        }
+        return FrontendSpec(name=self.name, hop_samples=self.hop_samples, receptive_samples=self.receptive_samples,
+                            feature_shape=tuple(self.feature_shape))
+
+    def params(self) -> dict[str, Any]:
+        """:meth:`spec` as the manifest's JSON object."""
+        return self.spec().to_json()
 
     @abstractmethod
     def _consume(self) -> np.ndarray:
@@ -148,8 +149,10 @@ class LogMelFrontend(Frontend):
         self._window = np.hanning(win_samples + 2)[1:-1].astype(np.float32)
         self._filters = mel_filterbank(n_mels=n_mels, n_fft=n_fft, fmin=fmin, fmax=fmax)
 
-    def params(self) -> dict[str, Any]:
-        return {**super().params(), "n_fft": self.n_fft, "fmin": self.fmin, "fmax": self.fmax}
+    def spec(self) -> FrontendSpec:
+        return FrontendSpec(name=self.name, hop_samples=self.hop_samples, receptive_samples=self.receptive_samples,
+                            feature_shape=tuple(self.feature_shape), n_fft=self.n_fft, fmin=float(self.fmin),
+                            fmax=float(self.fmax))
 
     def _consume(self) -> np.ndarray:
         win, hop = self.receptive_samples, self.hop_samples
@@ -157,7 +160,11 @@ class LogMelFrontend(Frontend):
         if n <= 0:
             return np.zeros((0, *self.feature_shape), dtype=np.float32)
         idx = np.arange(win)[None, :] + hop * np.arange(n)[:, None]
-        frames = self._pending[idx] * self._window
+        # float64 on purpose: numpy 2's FFT keeps float32 input in float32, and a float32 product
+        # with the filters rounds differently by how many frames go through at once (features
+        # streamed in pieces would differ from the same audio in one batch); numpy 1 always did
+        # this in float64, so trained bundles see the same features under either version.
+        frames = self._pending[idx].astype(np.float64) * self._window
         power = np.abs(np.fft.rfft(frames, n=self.n_fft, axis=1)) ** 2
         self._pending = self._pending[n * hop:]
         return np.log(power @ self._filters.T + 1e-6).astype(np.float32)
@@ -318,12 +325,18 @@ class SoundsFrontend(Frontend):
         return np.stack(out)
 
 
-def build_frontend(params: Mapping[str, Any], base_files: Mapping[str, Path], *, num_threads: int = 1) -> Frontend:
-    """The frontend a manifest describes, its base files already located and verified.
+def build_frontend(spec: FrontendSpec | Mapping[str, Any], base_files: Mapping[str, Path], *,
+                   num_threads: int = 1) -> Frontend:
+    """The frontend a manifest describes (a validated :class:`~hark.manifest.FrontendSpec`), its base
+    files already located and verified; or, for the trainer, the one a recipe names
+    (``{"name": ..., "hop_samples": ...}``) with that frontend's own defaults for the rest.
 
     ``num_threads`` > 1 is for the trainer, which has the desktop to itself; the device uses one.
     """
-    name = params.get("name")
+    if isinstance(spec, FrontendSpec):
+        name, hop = spec.name, spec.hop_samples
+    else:
+        name, hop = spec["name"], spec.get("hop_samples")
     try:
         if name == "speech":
             return SpeechFrontend(
@@ -332,17 +345,13 @@ def build_frontend(params: Mapping[str, Any], base_files: Mapping[str, Path], *,
                 num_threads=num_threads,
             )
         if name == "sounds":
-            return SoundsFrontend(yamnet_model=base_files["yamnet.tflite"],
-                                  hop_samples=int(params.get("hop_samples", 4800)), num_threads=num_threads)
+            return SoundsFrontend(yamnet_model=base_files["yamnet.tflite"], hop_samples=hop or 4800,
+                                  num_threads=num_threads)
         if name == "none":
-            return LogMelFrontend(
-                n_mels=int(params.get("feature_shape", [40])[0]),
-                win_samples=int(params.get("receptive_samples", 400)),
-                hop_samples=int(params.get("hop_samples", 160)),
-                n_fft=int(params.get("n_fft", 512)),
-                fmin=float(params.get("fmin", 20.0)),
-                fmax=float(params.get("fmax", 7600.0)),
-            )
+            if not isinstance(spec, FrontendSpec):
+                return LogMelFrontend(**({"hop_samples": hop} if hop else {}))
+            return LogMelFrontend(n_mels=spec.feature_shape[0], win_samples=spec.receptive_samples,
+                                  hop_samples=spec.hop_samples, n_fft=spec.n_fft, fmin=spec.fmin, fmax=spec.fmax)
     except KeyError as err:
         raise BundleError(f"frontend {name!r} needs base file {err.args[0]}") from None
     raise BundleError(f"unknown frontend {name!r}")

@@ -21,12 +21,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import queue
+import re
 import threading
 import warnings
 from collections.abc import Callable
 from typing import Any, Literal
 
 from hark.config import BuzzerStep, Config, GpioConfig
+from hark.detector import Detection
 from hark.errors import HarkError
 from hark.labels import BACKGROUND
 
@@ -83,6 +85,10 @@ def use_mock_factory() -> Any:
     return Device.pin_factory
 
 
+class _ConfigMistake(Exception):
+    """A pin the config got wrong (used twice under two names, not on this board): refused in run and check alike."""
+
+
 class Gpio:
     """The LEDs, buzzer, status LED and buttons of a :class:`~hark.config.GpioConfig`.
 
@@ -93,10 +99,13 @@ class Gpio:
     """
 
     def __init__(self, config: GpioConfig, *, classes: list[str],
-                 on_button: Callable[[str | None], None] | None = None, strict: bool = False) -> None:
+                 on_button: Callable[[str | None], None] | None = None, strict: bool = False,
+                 on_wrong: Callable[[], None] | None = None) -> None:
         self.config = config
         self.classes = [c for c in classes if c != BACKGROUND]
         self.on_button = on_button
+        self.on_wrong = on_wrong
+        self.wrong_button: Any = None
         self.available = False
         self.leds: dict[str, Any] = {}
         self.led: Any = None
@@ -104,6 +113,7 @@ class Gpio:
         self.buzzer: Any = None
         self.buttons: list[Any] = []
         self._devices: list[Any] = []
+        self._keyed: list[tuple[str, Any]] = []
         self._status: Status = "off"
         self._beeps: queue.Queue[tuple[BuzzerStep, ...] | None] = queue.Queue(maxsize=1)
         self._cut = threading.Event()
@@ -134,8 +144,13 @@ class Gpio:
                 # gpiozero warns once per pin library it could not load; the reasons go into our one message.
                 warnings.simplefilter("always", gpiozero.PinFactoryFallback)
                 self._open_devices(gpiozero)
+        except _ConfigMistake as err:
+            # The same pin under two names (GPIO17 and BOARD11), a name the board does not have: the
+            # config is wrong wherever it runs, so hark run refuses it exactly as hark check does.
+            self.close()
+            raise HarkError(str(err)) from None
         except (GPIOZeroError, ValueError, OSError, RuntimeError) as err:
-            # gpiozero says why in its own words (no pin factory, pin in use, bad pin name).
+            # gpiozero says why in its own words (no pin factory, no GPIO chip, a pin another process holds).
             self.close()
             tried = "; ".join(str(w.message) for w in fallbacks)
             self._unavailable(f"{type(err).__name__}: {err}" + (f" {tried}" if tried else ""), strict)
@@ -153,25 +168,39 @@ class Gpio:
         cfg = self.config
         high = cfg.active_high
         for label, pin in cfg.leds.items():
-            self.leds[label] = self._add(gpiozero.LED(pin, active_high=high))
+            self.leds[label] = self._add(f"gpio.leds.{label}", lambda p=pin: gpiozero.LED(p, active_high=high))
         if cfg.led is not None:
-            self.led = self._add(gpiozero.LED(cfg.led, active_high=high))
+            self.led = self._add("gpio.led", lambda: gpiozero.LED(cfg.led, active_high=high))
         if cfg.status_led is not None:
-            self.status_led = self._add(gpiozero.LED(cfg.status_led, active_high=high))
+            self.status_led = self._add("gpio.status_led", lambda: gpiozero.LED(cfg.status_led, active_high=high))
         if cfg.buzzer is not None:
             b = cfg.buzzer
             if b.tonal:
                 from gpiozero.tones import Tone
 
-                self.buzzer = self._add(gpiozero.TonalBuzzer(b.pin, mid_tone=Tone(b.mid_tone), octaves=b.octaves))
+                self.buzzer = self._add("gpio.buzzer.pin", lambda: gpiozero.TonalBuzzer(
+                    b.pin, mid_tone=Tone(b.mid_tone), octaves=b.octaves))
                 self._check_tones()
             else:
-                self.buzzer = self._add(gpiozero.Buzzer(b.pin, active_high=high))
-        for button_cfg in cfg.buttons:
-            button = self._add(gpiozero.Button(button_cfg.pin, pull_up=True, bounce_time=cfg.bounce_s or None,
-                                               hold_time=cfg.long_press_s))
+                self.buzzer = self._add("gpio.buzzer.pin", lambda: gpiozero.Buzzer(b.pin, active_high=high))
+        for i, button_cfg in enumerate(cfg.buttons):
+            button = self._add(f"gpio.buttons.{i}.pin", lambda c=button_cfg: gpiozero.Button(
+                c.pin, pull_up=True, bounce_time=cfg.bounce_s or None, hold_time=cfg.long_press_s))
             self._wire_button(button, button_cfg.label)
             self.buttons.append(button)
+        if cfg.wrong_button is not None:
+            self.wrong_button = self._add("gpio.wrong_button", lambda: gpiozero.Button(
+                cfg.wrong_button, pull_up=True, bounce_time=cfg.bounce_s or None))
+            self.wrong_button.when_pressed = self._wrong_pressed
+
+    def _wrong_pressed(self) -> None:
+        log.info("button %s pressed: that was wrong", self.wrong_button.pin)
+        if self.on_wrong is None:
+            return
+        try:
+            self.on_wrong()
+        except Exception:  # gpiozero's thread must not die with the handler
+            log.exception("'that was wrong' handler failed")
 
     def _unavailable(self, why: str, strict: bool) -> None:
         message = f"GPIO not available ({why}); set gpio.mock: true to try without a Raspberry Pi"
@@ -179,8 +208,22 @@ class Gpio:
             raise HarkError(message)
         log.warning("%s; going on without LEDs, buzzer and buttons", message)
 
-    def _add(self, device: Any) -> Any:
+    def _add(self, key: str, make: Callable[[], Any]) -> Any:
+        """``make()`` the device for config key ``key``; a pin the config got wrong is a :class:`_ConfigMistake`."""
+        from gpiozero.exc import GPIOPinInUse, PinInvalidPin
+
+        try:
+            device = make()
+        except GPIOPinInUse as err:
+            used = re.search(r"pin (\S+) is already in use", str(err))
+            pin = used.group(1) if used else "this pin"
+            owner = next((k for k, d in self._keyed if str(getattr(d, "pin", "")) == pin), None)
+            raise _ConfigMistake(f"{key}: {pin} is already used by {owner or 'another device'} "
+                                 "(the same pin under two names?)") from None
+        except PinInvalidPin as err:
+            raise _ConfigMistake(f"{key}: {err}") from None
         self._devices.append(device)
+        self._keyed.append((key, device))
         return device
 
     def _check_tones(self) -> None:
@@ -243,6 +286,10 @@ class Gpio:
             return patterns["default"]
         index = self.classes.index(label) if label in self.classes else 0
         return default_pattern(index)
+
+    def on_detection(self, detection: Detection) -> None:
+        """The :class:`hark.sinks.Sink` call: :meth:`detection` for its label."""
+        self.detection(detection.label)
 
     def detection(self, label: str) -> None:
         """Light ``label``'s LED and start its beep pattern; returns at once."""
@@ -331,10 +378,10 @@ class Gpio:
 
 
 def open_gpio(config: Config, *, classes: list[str], on_button: Callable[[str | None], None] | None = None,
-              strict: bool = False) -> Gpio:
+              strict: bool = False, on_wrong: Callable[[], None] | None = None) -> Gpio:
     """:class:`Gpio` for a whole config: a problem with a ``gpio.*`` key is reported at its line in the file."""
     try:
-        return Gpio(config.gpio, classes=classes, on_button=on_button, strict=strict)
+        return Gpio(config.gpio, classes=classes, on_button=on_button, strict=strict, on_wrong=on_wrong)
     except HarkError as err:
         key, sep, problem = str(err).partition(": ")
         if sep and key.startswith("gpio."):

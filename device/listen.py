@@ -16,7 +16,6 @@ from collections.abc import Mapping, Sequence
 from typing import TextIO
 
 from hark.audio import MicSource
-from hark.detect import format_detection
 from hark.detector import Detection
 from hark.model import Model
 from hark.pipeline import Pipeline
@@ -47,7 +46,7 @@ def render(scores: Mapping[str, float], thresholds: Mapping[str, float], recent:
         text = f"{label:<{width}} [{bar}] {score:5.2f}"
         lines.append(f"\x1b[1;32m{text}\x1b[0m" if hot else text)
     lines += ["", "detections:"]
-    lines += [f"  {format_detection(d)}" for d in reversed(recent)] or ["  (none yet)"]
+    lines += [f"  {d.line()}" for d in reversed(recent)] or ["  (none yet)"]
     return lines
 
 
@@ -84,7 +83,7 @@ def main(args: argparse.Namespace) -> int:
                 for d in pipeline.process(chunk):
                     recent.append(d)
                     if not live:
-                        print(format_detection(d), flush=True)
+                        print(d.line(), flush=True)
                 if live and time.monotonic() >= next_draw:
                     next_draw = time.monotonic() + REDRAW_S
                     state = "DEVICE LOST, retrying" if mic.lost else "listening"

@@ -8,18 +8,17 @@ batch, which is what ``hark classify`` and the trainer's evaluation use.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from hark.bundle import MANIFEST, Bundle, load_bundle
-from hark.errors import BundleError
+from hark.bundle import Bundle, load_bundle
+from hark.errors import BundleError, HarkError
 from hark.frontend import Frontend, build_frontend
 from hark.labels import BACKGROUND
-from hark.runtime import load_interpreter
+from hark.manifest import Manifest
+from hark.runtime import load_interpreter, probe_model
 from hark.verifier import VerifierSpec
 
 
@@ -37,13 +36,40 @@ def pad_clip(samples: np.ndarray, *, needed: int, pad: int) -> tuple[np.ndarray,
 
 
 class Head:
-    """The trained head as a TFLite interpreter; batches of windows in, probabilities out."""
+    """The trained head as a TFLite interpreter; batches of windows in, probabilities out.
 
-    def __init__(self, path: Path) -> None:
-        self._net = load_interpreter(path)
-        self._net.allocate_tensors()
-        self._input = self._net.get_input_details()[0]
-        self._output = self._net.get_output_details()[0]
+    ``input_shape`` (one window, ``[window, *feature_shape]``) and ``n_outputs`` are what the
+    manifest promises; a head file whose tensors say otherwise is refused here, naming the key,
+    instead of failing in the middle of a stream.
+    """
+
+    def __init__(self, path: Path, *, input_shape: tuple[int, ...], n_outputs: int, where: str = "") -> None:
+        where = where or str(path)
+        probe_model(path)
+        try:
+            self._net = load_interpreter(path)
+            self._net.allocate_tensors()
+            inputs, outputs = self._net.get_input_details(), self._net.get_output_details()
+        except HarkError:
+            raise
+        except Exception as err:  # the runtime's own errors: ValueError, RuntimeError, UnicodeDecodeError
+            raise BundleError(f"{path}: not a TFLite model this runtime can load "
+                              f"({str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__})")\
+                from None
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise BundleError(f"{path}: {len(inputs)} inputs and {len(outputs)} outputs; a head has one of each")
+        self._input, self._output = inputs[0], outputs[0]
+        given_in = tuple(int(d) for d in self._input["shape"][1:])
+        if given_in != tuple(input_shape):
+            raise BundleError(f"{where}: head.input_shape: the manifest says {list(input_shape)} "
+                              f"([window, *frontend.feature_shape]), {path.name} takes {list(given_in)}")
+        given_out = tuple(int(d) for d in self._output["shape"][1:])
+        if given_out != (n_outputs,):
+            raise BundleError(f"{where}: labels: {n_outputs} labels, but {path.name} gives {list(given_out)} "
+                              "scores a window")
+        if self._input["dtype"] != np.float32 or self._output["dtype"] != np.float32:
+            raise BundleError(f"{path}: a head takes and gives float32, not {self._input['dtype'].__name__} "
+                              f"and {self._output['dtype'].__name__}")
         self._batch = int(self._input["shape"][0])
 
     def __call__(self, windows: np.ndarray) -> np.ndarray:
@@ -67,31 +93,39 @@ class ClipResult:
 
 
 class Model:
-    """A bundle made runnable: builds frontends and runs the head."""
+    """A bundle made runnable: builds frontends and runs the head.
+
+    Loading checks what the manifest alone cannot: the head's tensors against ``head.window``,
+    ``frontend.feature_shape`` and ``labels``, and the rebuilt frontend against the manifest's
+    ``frontend`` section.
+    """
 
     def __init__(self, bundle: Bundle) -> None:
         self.bundle = bundle
-        self.manifest: dict[str, Any] = bundle.manifest
-        head = self.manifest["head"]
-        self.window = int(head["window"])
-        self.stride = int(head.get("stride", 1))
+        self.manifest: Manifest = bundle.manifest
+        where = str(bundle.manifest_path)
+        self.window = self.manifest.head.window
+        self.stride = self.manifest.head.stride
         self.labels = bundle.labels
-        self.head = Head(bundle.head_path)
+        self.head = Head(bundle.head_path, input_shape=self.manifest.input_shape, n_outputs=len(self.labels),
+                         where=where)
         self.frontend = self.new_frontend()
+        spec = self.manifest.frontend
+        for key, built, promised in (("hop_samples", self.frontend.hop_samples, spec.hop_samples),
+                                     ("receptive_samples", self.frontend.receptive_samples, spec.receptive_samples),
+                                     ("feature_shape", list(self.frontend.feature_shape), list(spec.feature_shape))):
+            if built != promised:
+                raise BundleError(f"{where}: frontend.{key}: {promised} disagrees with the {spec.name} "
+                                  f"frontend, which has {built}")
         self.verifier_spec = self._verifier_spec()
 
     def _verifier_spec(self) -> VerifierSpec | None:
         """The templates of the second opinion (:mod:`hark.verifier`), if the bundle has them."""
-        section = self.manifest.get("verifier")
+        section = self.manifest.verifier
         if section is None:
             return None
-        where = f"{self.bundle.path / MANIFEST}: manifest verifier"
-        if not isinstance(section, Mapping):
-            raise BundleError(f"{where}: not a mapping")
-        name = section.get("file")
-        if not isinstance(name, str) or name not in self.bundle.files:
-            raise BundleError(f"{where}: file {name!r} is not listed with a hash")
-        return VerifierSpec.load(self.bundle.files[name], section, self.bundle.classes)
+        return VerifierSpec.load(self.bundle.files[section.file], section,
+                                 feature_size=int(np.prod(self.manifest.frontend.feature_shape)))
 
     @classmethod
     def load(cls, path: str | Path) -> Model:
@@ -99,13 +133,12 @@ class Model:
 
     def new_frontend(self) -> Frontend:
         """A fresh frontend of this model (the daemon keeps one per stream)."""
-        return build_frontend(self.manifest["frontend"], self.bundle.base_files)
+        return build_frontend(self.manifest.frontend, self.bundle.base_files)
 
     @property
     def thresholds(self) -> dict[str, float]:
-        """Per-class detection thresholds chosen by the trainer (0.5 where none was chosen)."""
-        chosen = self.manifest.get("detection", {}).get("thresholds", {})
-        return {label: float(chosen.get(label, 0.5)) for label in self.bundle.classes}
+        """Per-class detection thresholds chosen by the trainer (the manifest's default where none was)."""
+        return dict(self.manifest.detection.thresholds)
 
     @property
     def span_samples(self) -> int:
@@ -123,7 +156,7 @@ class Model:
 
     def pad_clip(self, samples: np.ndarray) -> np.ndarray:
         """A clip with quiet room added before and after, so a word at its very edge still fills a window."""
-        pad = int(self.manifest.get("head", {}).get("clip_padding_samples", 8000))
+        pad = self.manifest.head.clip_padding_samples
         # Before the clip, room for `stride` whole windows from a fresh frontend (whose first
         # feature may end after its receptive field: speech 13280 > 12640 samples), so that some
         # window ends at every point of the clip, its first sample included: a short clip's
@@ -145,8 +178,7 @@ class Model:
         scores = {label: float(peak[i]) for i, label in enumerate(self.labels)}
         # Whole clips use the trainer's clip thresholds where it recorded them: the stream's are
         # calibrated to a false-alarm budget and would call quiet clips background.
-        chosen = self.manifest.get("classify", {}).get("thresholds") or {}
-        thresholds = {label: float(chosen.get(label, t)) for label, t in self.thresholds.items()}
+        thresholds = self.manifest.clip_thresholds()
         # The highest raw score wins, not the highest score/threshold ratio: with per-class
         # thresholds the ratio lets a class that peaked in some other window of the clip beat
         # the word that is there (on real keywords it cost several points of clip accuracy).

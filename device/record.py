@@ -19,7 +19,7 @@ from typing import TextIO
 
 import numpy as np
 
-from hark.audiofile import SAMPLE_RATE
+from hark import SAMPLE_RATE
 from hark.clipfile import save_clip
 from hark.errors import HarkError
 from hark.labels import BACKGROUND, BACKGROUND_DIR, check_label

@@ -20,14 +20,17 @@ a bad label, a full disk or a read-only folder is one logged line, and detection
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import errno
 import json
 import logging
 import math
+import os
 import threading
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Collection
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,8 +38,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from hark import __version__
-from hark.audiofile import SAMPLE_RATE
+from hark import SAMPLE_RATE, __version__
 from hark.clipfile import free_path, save_clip, timestamp, write_json, write_wav
 from hark.errors import HarkError
 from hark.labels import BACKGROUND, BACKGROUND_DIR, check_label, is_valid_label
@@ -50,6 +52,26 @@ BACKGROUND_SECONDS = 20.0
 MAX_PENDING_WRITES = 32
 ERROR_REPEAT_S = 60.0
 MAX_PAYLOAD_BYTES = 1024
+MIN_CLIP_SECONDS = 0.1  # a clip shorter than this holds no sound worth training on
+USAGE_RESCAN_S = 60.0  # how often the folders' size is measured again (between, written files are added)
+
+
+def _folder_bytes(folder: Path) -> int:
+    """Bytes of the files under ``folder`` (0 when it does not exist); links are not followed."""
+    total = 0
+    stack = [folder]
+    while stack:
+        try:
+            with os.scandir(stack.pop()) as entries:
+                for entry in entries:
+                    with contextlib.suppress(OSError):
+                        if entry.is_dir(follow_symlinks=False):
+                            stack.append(Path(entry.path))
+                        elif entry.is_file(follow_symlinks=False):
+                            total += entry.stat(follow_symlinks=False).st_size
+        except OSError:
+            continue
+    return total
 
 
 class DetectionLike(Protocol):
@@ -164,6 +186,10 @@ class Recorder:
         on_recording: Callable[[bool], None] | None = None,
         on_saved: Callable[[Path], None] | None = None,
         sample_rate: int = SAMPLE_RATE,
+        labels: Collection[str] | None = None,
+        min_seconds: float = MIN_CLIP_SECONDS,
+        max_per_minute: int | None = None,
+        max_bytes: int | None = None,
     ) -> None:
         self.dataset_dir = Path(dataset_dir)
         self.captures_dir = Path(captures_dir) if captures_dir is not None else self.dataset_dir.parent / "captures"
@@ -180,6 +206,15 @@ class Recorder:
         self.on_recording = on_recording
         self.on_saved = on_saved
         self.sample_rate = sample_rate
+        self.labels = frozenset(labels) if labels is not None else None
+        self.min_seconds = float(min_seconds)
+        self.max_per_minute = max_per_minute
+        self.max_bytes = max_bytes
+        self._started: deque[float] = deque()  # when recent clips started, for max_per_minute
+        self._rate_warned_at = -math.inf
+        self._used_bytes = 0
+        self._used_at = -math.inf
+        self._over_cap = False
         # The ring must hold a whole capture window plus the detector's latency.
         ring_seconds = max(history_seconds, capture_seconds + 1.0)
         self._ring = np.zeros(int(round(ring_seconds * sample_rate)), dtype=np.float32)
@@ -264,19 +299,28 @@ class Recorder:
 
     # -- requests --------------------------------------------------------------------------
 
-    def request_clip(self, label: str | None, seconds: float | None = None) -> bool:
+    def request_clip(self, label: str | None, seconds: float | None = None, *, trusted: bool = False) -> bool:
         """Record the next ``seconds`` of audio as a clip of ``label`` (None or "background": background).
 
         Returns False, after logging why, when the label or length is refused, a clip is already
-        being recorded or the recorder is closed; nothing is written then.
+        being recorded or the recorder is closed; nothing is written then. ``trusted``: asked by a
+        logged-in user of the page (:mod:`hark.web`), who may start a new class and record a series
+        of clips; the label's form, the length and the disk cap still apply.
         """
         try:
             label = clip_label(label, where="record: label")
             if seconds is None:
                 seconds = self.background_seconds if label is None else self.clip_seconds
             seconds = check_seconds(seconds, where="record: seconds", maximum=self.max_seconds)
+            if seconds < self.min_seconds:
+                raise HarkError(f"record: seconds {seconds:g} is below recording.min_seconds ({self.min_seconds:g})")
+            if not trusted and self.labels is not None and label is not None and label not in self.labels:
+                raise HarkError(f"record: {label!r} is not a class of the model nor listed in recording.labels "
+                                f"(allowed: {', '.join(sorted(self.labels)) or 'none'}, background)")
         except HarkError as err:
             log.warning("%s; nothing recorded", err)
+            return False
+        if self._full():
             return False
         folder = self.dataset_dir / (label if label is not None else BACKGROUND_DIR)
         n = int(round(seconds * self.sample_rate))
@@ -288,10 +332,59 @@ class Recorder:
                 log.warning("record: already recording %s; request for %s ignored",
                             _shown(self._clip.label), _shown(label))
                 return False
+            if not trusted and not self._rate_allows():
+                return False
             self._clip = _Clip(label=label, folder=folder, buffer=np.zeros(n, dtype=np.float32))
         log.info("recording %.1f s of %s into %s", seconds, _shown(label), folder)
         self._notify_recording(True)
         return True
+
+    def on_detection(self, detection: DetectionLike) -> None:
+        """The :class:`hark.sinks.Sink` call: :meth:`capture`."""
+        self.capture(detection)
+
+    def _rate_allows(self) -> bool:
+        """At most ``max_per_minute`` clips started in any minute; a refusal is logged once a minute."""
+        if self.max_per_minute is None:
+            return True
+        now = time.monotonic()
+        while self._started and now - self._started[0] >= 60.0:
+            self._started.popleft()
+        if len(self._started) >= self.max_per_minute:
+            if now - self._rate_warned_at >= 60.0:
+                self._rate_warned_at = now
+                log.warning("record: %d clips in the last minute is the most recording.max_per_minute allows; "
+                            "requests ignored for %.0f s", self.max_per_minute, 60.0 - (now - self._started[0]))
+            return False
+        self._started.append(now)
+        return True
+
+    def _full(self) -> bool:
+        """True (after one warning) while the dataset and captures folders hold ``max_bytes`` or more."""
+        if self.max_bytes is None:
+            return False
+        now = time.monotonic()
+        if now - self._used_at >= USAGE_RESCAN_S:
+            self._used_bytes = sum(_folder_bytes(f) for f in self._folders())
+            self._used_at = now
+        over = self._used_bytes >= self.max_bytes
+        if over and not self._over_cap:
+            log.warning("recording stopped: %s hold %.1f MB, recording.max_dataset_mb is %.1f MB; no clip or "
+                        "capture is saved until some are moved away", " and ".join(map(str, self._folders())),
+                        self._used_bytes / 1e6, self.max_bytes / 1e6)
+        elif not over and self._over_cap:
+            log.info("recording resumed: %.1f MB used of %.1f MB", self._used_bytes / 1e6, self.max_bytes / 1e6)
+        self._over_cap = over
+        return over
+
+    def _folders(self) -> list[Path]:
+        inside = self.captures_dir == self.dataset_dir or self.dataset_dir in self.captures_dir.parents
+        return [self.dataset_dir] if inside else [self.dataset_dir, self.captures_dir]
+
+    def _count_written(self, *paths: Path) -> None:
+        for path in paths:
+            with contextlib.suppress(OSError):
+                self._used_bytes += path.stat().st_size
 
     def capture(self, detection: DetectionLike) -> bool:
         """Save ``detection``'s audio (and a JSON sidecar) under ``captures/<label>/`` when capture is on.
@@ -299,7 +392,7 @@ class Recorder:
         The window ends ``CAPTURE_AFTER_S`` after the detection's stream time and is
         ``capture_seconds`` long; the file is written once that audio has been fed.
         """
-        if not self.capture_enabled:
+        if not self.capture_enabled or self._full():
             return False
         label = getattr(detection, "label", None)
         if not is_valid_label(label):
@@ -411,6 +504,7 @@ class Recorder:
         except OSError as err:
             self._disk_error(err, what, clip.folder)
             return None
+        self._count_written(path)
         log.info("saved %s: %s (%.2f s)", what, path, len(clip.buffer) / self.sample_rate)
         return path
 
@@ -441,6 +535,7 @@ class Recorder:
         except OSError as err:
             self._disk_error(err, what, folder)
             return None
+        self._count_written(path, path.with_suffix(".json"))
         log.debug("saved %s: %s", what, path)
         return path
 

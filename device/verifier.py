@@ -35,22 +35,24 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from hark import SAMPLE_RATE
 from hark.errors import BundleError
+from hark.manifest import VERIFIER_FILE, VERIFIER_METHOD, VerifierSection
 
-VERIFIER_FILE = "verifier.npz"
-METHOD = "subsequence-dtw-cosine"
+METHOD = VERIFIER_METHOD
+__all__ = ["METHOD", "VERIFIER_FILE", "Verifier", "VerifierSpec", "class_distance", "distance_by_end",
+           "features_in", "kept_features", "sequence_distance", "unit_rows"]
 
 
-def features_in(seconds: float, hop_samples: int, sample_rate: int = 16000) -> int:
+def features_in(seconds: float, hop_samples: int, sample_rate: int = SAMPLE_RATE) -> int:
     """How many features of ``hop_samples`` cover ``seconds`` (at least one)."""
     return max(1, math.ceil(seconds * sample_rate / hop_samples))
 
 
-def kept_features(region_s: float, hop_samples: int, sample_rate: int = 16000) -> int:
+def kept_features(region_s: float, hop_samples: int, sample_rate: int = SAMPLE_RATE) -> int:
     """How many of the latest features a verifier keeps to look back ``region_s``."""
     return features_in(region_s, hop_samples, sample_rate) + 1
 
@@ -117,17 +119,14 @@ class VerifierSpec:
         others = [d for other, d in distances.items() if other != label]
         return mine <= self.max_distance[label] and (not others or mine <= self.ratio * min(others))
 
-    def manifest_block(self) -> dict[str, Any]:
-        return {
-            "file": VERIFIER_FILE,
-            "method": METHOD,
-            "region_s": round(self.region_s, 3),
-            "end_s": round(self.end_s, 3),
-            "nearest": self.nearest,
-            "ratio": round(self.ratio, 4),
-            "max_distance": {c: round(float(v), 4) for c, v in self.max_distance.items()},
-            "templates": {c: len(t) for c, t in self.templates.items()},
-        }
+    def manifest_block(self) -> VerifierSection:
+        """The manifest's ``verifier`` section for these templates."""
+        return VerifierSection(
+            file=VERIFIER_FILE, method=METHOD, region_s=round(self.region_s, 3), end_s=round(self.end_s, 3),
+            nearest=self.nearest, ratio=round(self.ratio, 4),
+            max_distance={c: round(float(v), 4) for c, v in self.max_distance.items()},
+            templates={c: len(t) for c, t in self.templates.items()},
+        )
 
     def to_bytes(self) -> bytes:
         arrays: dict[str, np.ndarray] = {"mean": self.mean.astype(np.float32), "scale": self.scale.astype(np.float32)}
@@ -139,42 +138,37 @@ class VerifierSpec:
         return buffer.getvalue()
 
     @classmethod
-    def load(cls, path: Path, section: Mapping[str, Any], classes: Sequence[str]) -> VerifierSpec:
-        """The spec of a bundle's ``verifier`` manifest section (a mapping: :class:`hark.model.Model`
-        checks that) and its hash-checked file."""
-        where = f"{path}: manifest verifier"
-        if section.get("method") != METHOD:
-            raise BundleError(f"{where}: unknown method {section.get('method')!r}, this hark knows {METHOD!r}")
-        counts, limits = section.get("templates"), section.get("max_distance")
-        region_s, nearest, end_s = section.get("region_s"), section.get("nearest"), section.get("end_s", 1.0)
-        ratio = section.get("ratio", 1.0)  # bundles before the ratio test: merely the nearest class
-        if not isinstance(counts, Mapping) or not isinstance(limits, Mapping) or set(counts) - set(classes) \
-                or set(limits) - set(counts):
-            raise BundleError(f"{where}: templates and max_distance must name classes of this model")
-        if not isinstance(region_s, (int, float)) or not 0.1 <= region_s <= 10 \
-                or not isinstance(end_s, (int, float)) or not 0.01 <= end_s <= region_s \
-                or not isinstance(nearest, int) or nearest < 1 \
-                or not isinstance(ratio, (int, float)) or not 0 < ratio <= 1:
-            raise BundleError(f"{where}: region_s must be 0.1-10 s, end_s 0.01 s to region_s, "
-                              "nearest a positive integer and ratio in (0, 1]")
+    def load(cls, path: Path, section: VerifierSection, *, feature_size: int) -> VerifierSpec:
+        """The spec of a bundle's validated ``verifier`` section and its hash-checked file.
+
+        The arrays are checked against the section and the frontend's ``feature_size``: every
+        template ``[frames, feature_size]``, as many as the section counts.
+        """
         try:
             with np.load(path, allow_pickle=False) as stored:
-                mean, scale = stored["mean"], stored["scale"]
-                templates = {label: [stored[f"t{ci}_{ti}"] for ti in range(int(counts[label]))]
-                             for ci, label in enumerate(counts)}
-        except (OSError, KeyError, ValueError) as err:
+                mean, scale = stored["mean"].astype(np.float32), stored["scale"].astype(np.float32)
+                templates = {label: [stored[f"t{ci}_{ti}"].astype(np.float32) for ti in range(section.templates[label])]
+                             for ci, label in enumerate(section.templates)}
+        except (OSError, KeyError, ValueError, EOFError) as err:
             raise BundleError(f"{path}: unreadable verifier templates ({err})") from None
-        for label, limit in limits.items():
-            if not isinstance(limit, (int, float)) or not 0 < limit <= 2:
-                raise BundleError(f"{where}: max_distance.{label} must be a number in (0, 2], not {limit!r}")
-        return cls(templates=templates, mean=mean, scale=scale, region_s=float(region_s), nearest=nearest,
-                   end_s=float(end_s), ratio=float(ratio), max_distance={c: float(v) for c, v in limits.items()})
+        for name, array in [("mean", mean), ("scale", scale)]:
+            if array.shape != (feature_size,) or not np.all(np.isfinite(array)):
+                raise BundleError(f"{path}: {name} must be {feature_size} finite numbers, not shape {array.shape}")
+        if not np.all(scale > 0):
+            raise BundleError(f"{path}: scale must be above 0")
+        for label, rows in templates.items():
+            for ti, rows_i in enumerate(rows):
+                if rows_i.ndim != 2 or rows_i.shape[1] != feature_size or not 1 <= len(rows_i) <= 10_000:
+                    raise BundleError(f"{path}: template t{list(templates).index(label)}_{ti} ({label}) must be "
+                                      f"[frames, {feature_size}], not {list(rows_i.shape)}")
+        return cls(templates=templates, mean=mean, scale=scale, region_s=section.region_s, nearest=section.nearest,
+                   end_s=section.end_s, ratio=section.ratio, max_distance=dict(section.max_distance))
 
 
 class Verifier:
     """Keeps the last ``region_s`` of features of a stream and judges the detector's candidates."""
 
-    def __init__(self, spec: VerifierSpec, *, hop_samples: int, sample_rate: int = 16000) -> None:
+    def __init__(self, spec: VerifierSpec, *, hop_samples: int, sample_rate: int = SAMPLE_RATE) -> None:
         self.spec = spec
         self._end_frames = features_in(spec.end_s, hop_samples, sample_rate)
         self._recent: deque[np.ndarray] = deque(maxlen=kept_features(spec.region_s, hop_samples, sample_rate))

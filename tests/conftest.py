@@ -17,6 +17,8 @@ pytest_plugins = [
     "tests.fixtures.models",
     "tests.fixtures.broker",
     "tests.fixtures.pulse",
+    "tests.fixtures.web",
+    "tests.fixtures.tmpfs",
 ]
 
 

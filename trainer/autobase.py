@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from hark import SAMPLE_RATE
 from hark.basemodels import fetch_base
 from hark.dataset import Dataset
 from hark.errors import BaseModelError
@@ -78,7 +79,7 @@ def choose_auto(dataset: Dataset, *, rng: np.random.Generator, say: Callable[[st
             clips.append(usable[j].samples)
             labels.append(i)
     y = np.array(labels)
-    median = float(np.median([len(c) / 16000 for c in clips])) if clips else 0.0
+    median = float(np.median([len(c) / SAMPLE_RATE for c in clips])) if clips else 0.0
     default = "speech" if median <= WORD_LENGTH_S else "sounds"
     scores: dict[str, float] = {}
     for base in CANDIDATES:

@@ -25,6 +25,7 @@ import numpy as np
 
 from hark.detector import Detector, DetectorSettings
 from hark.labels import BACKGROUND
+from hark.manifest import DetectionSpec
 
 EARLY_S = 0.25
 LATE_S = 1.5
@@ -78,16 +79,16 @@ class Calibration:
     hours: float
     per_class: dict[str, ClassCalibration]
 
-    def manifest_block(self) -> dict[str, object]:
-        """What the manifest's ``detection`` section records."""
-        return {
-            "thresholds": self.thresholds,
-            "smoothing": self.smoothing,
-            "false_alarms_per_hour_budget": self.budget_per_hour,
-            "expected_recall": self.expected_recall,
-            "expected_false_alarms_per_hour": self.false_alarms_per_hour,
-            "calibration_hours": round(self.hours, 3),
-        }
+    def detection_spec(self, *, refractory_s: float, hold_others_s: float) -> DetectionSpec:
+        """The manifest's ``detection`` section: these settings, with the detector's refractory
+        period and hold of the other classes."""
+        classes = list(self.thresholds)
+        return DetectionSpec(
+            thresholds=self.thresholds, smoothing=self.smoothing,
+            refractory_s=dict.fromkeys(classes, refractory_s), hold_others_s=hold_others_s,
+            false_alarms_per_hour_budget=self.budget_per_hour, expected_recall=self.expected_recall,
+            expected_false_alarms_per_hour=self.false_alarms_per_hour, calibration_hours=round(self.hours, 3),
+        )
 
 
 def replay(segments: Sequence[Segment], labels: Sequence[str], *, label: str, threshold: float,

@@ -16,11 +16,12 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from hark.audiofile import SAMPLE_RATE
+from hark import SAMPLE_RATE
 from hark.dataset import load_dataset
 from hark.errors import HarkError
 from hark.labels import BACKGROUND
 from hark.model import Model
+from hark.trainer import metrics as M
 
 BACKGROUND_PIECE_S = 3.0
 
@@ -53,22 +54,12 @@ def evaluate(model: Model, dataset_path: str, *, progress: bool = True) -> dict[
         confusion[index[truth], index[result.label]] += 1
         if result.label != truth:
             mistakes.append({"file": name, "label": truth, "predicted": result.label, "score": round(result.score, 4)})
-    per_class = {}
-    for i, label in enumerate(labels):
-        predicted, actual = confusion[:, i].sum(), confusion[i].sum()
-        per_class[label] = {
-            "precision": float(confusion[i, i] / predicted) if predicted else None,
-            "recall": float(confusion[i, i] / actual) if actual else None,
-            "support": int(actual),
-        }
     return {
         "model": str(model.bundle.path),
         "dataset": str(dataset_path),
-        "accuracy": float(np.trace(confusion) / confusion.sum()),
+        **M.summary(confusion, labels),
         "clips": int(confusion.sum()),
         "labels": labels,
-        "per_class": per_class,
-        "confusion": confusion.tolist(),
         "mistakes": mistakes,
         "warnings": warned,
     }

@@ -1,18 +1,61 @@
 """The trainable head (Keras) and its export to TFLite.
 
 Heads are small on purpose: with 8 clips a class, the pretrained base does the hearing and the
-head only has to tell a few embeddings apart. Only ops that ``tflite_runtime`` 2.14 (the Pi's
-runtime on Python 3.11) has are used: convolutions, pooling, fully-connected, softmax.
+head only has to tell a few embeddings apart. Only long-standing builtin ops (ones that even
+``tflite_runtime`` 2.14 has) are used: convolutions, pooling, fully-connected, softmax.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import re
+import sys
+import tempfile
+from typing import Any
 
+import numpy as np
+
+# TensorFlow's start-up talk (oneDNN, CUDA stubs, "failed call to cuInit" on a machine without a
+# GPU, absl's banner) reads like a failure on every training and says nothing a hark user can act
+# on. Recent TensorFlow writes it from C++ before its own TF_CPP_MIN_LOG_LEVEL is honoured, so the
+# import and the device probe that calls cuInit run with fd 2 pointed at a file; what was written
+# there goes back to stderr except the lines known to be that noise. Nothing else runs then: the
+# trainer's feature threads have finished, so no other thread's line can be held back.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+_NOISE = re.compile(r"oneDNN custom operations|cudart_stub|cuInit|cuda_(platform|executor|diagnostics)|"
+                    r"absl::InitializeLog|Unable to register cu(DNN|FFT|BLAS) factory|computation placer|"
+                    r"TF-TRT|This TensorFlow binary is optimized|rebuild TensorFlow with the appropriate")
 
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+
+def _import_tensorflow() -> Any:
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # no real stderr (pytest's capture): nothing to hide
+        import tensorflow
+
+        return tensorflow
+    sys.stderr.flush()
+    saved = os.dup(fd)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), fd)
+        try:
+            import tensorflow
+
+            tensorflow.config.list_physical_devices()  # where cuInit is called
+        finally:
+            os.dup2(saved, fd)
+            os.close(saved)
+        held.seek(0)
+        kept = [line for line in held.read().decode(errors="replace").splitlines() if not _NOISE.search(line)]
+    if kept:
+        print("\n".join(kept), file=sys.stderr, flush=True)
+    for name in ("absl", "tensorflow"):  # "Using new converter", the converter's deprecation notices
+        logging.getLogger(name).setLevel(logging.ERROR)
+    return tensorflow
+
+
+tf = _import_tensorflow()
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2  # noqa: E402
 
 keras = tf.keras

@@ -20,8 +20,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from hark import SAMPLE_RATE  # noqa: E402
 from hark.dataset import Dataset  # noqa: E402
 from hark.frontend import Frontend, LogMelFrontend  # noqa: E402
+from hark.manifest import Manifest  # noqa: E402
 
 REPORT = "report.html"
 
@@ -74,7 +76,7 @@ def spectrogram_pictures(dataset: Dataset, per_class: int = 2) -> list[tuple[str
             continue
         fig, axes = plt.subplots(1, len(chosen), figsize=(4 * len(chosen), 2.2), squeeze=False)
         for ax, clip in zip(axes[0], chosen):
-            feats = mel.transform(clip.samples[: 16000 * 6])
+            feats = mel.transform(clip.samples[: SAMPLE_RATE * 6])
             ax.imshow(feats.T, origin="lower", aspect="auto", cmap="magma",
                       extent=(0, len(feats) * 0.01, 0, feats.shape[1]))
             ax.set_title(clip.path.name, fontsize=8)
@@ -105,23 +107,23 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.1%}"
 
 
-def write_report(bundle: Path, *, manifest: dict[str, Any], history: dict[str, list[float]], dataset: Dataset,
+def write_report(bundle: Path, *, manifest: Manifest, history: dict[str, list[float]], dataset: Dataset,
                  frontend: Frontend, calibration: Any = None) -> Path:
     """Write ``bundle/report.html`` and return its path."""
-    metrics = manifest["metrics"]
-    labels = manifest["labels"]
-    clip_thresholds = manifest.get("classify", {}).get("thresholds") or manifest["detection"]["thresholds"]
+    metrics = manifest.metrics
+    labels = list(manifest.labels)
+    clip_thresholds = manifest.clip_thresholds()
     rows = "".join(
         f"<tr><td>{html.escape(label)}</td><td>{_fmt(m['precision'])}</td><td>{_fmt(m['recall'])}</td>"
         f"<td>{m['support']}</td><td>{clip_thresholds.get(label, '-')}</td>"
-        f"<td>{manifest['dataset']['clips'].get(label, '-')}</td></tr>"
+        f"<td>{manifest.dataset['clips'].get(label, '-')}</td></tr>"
         for label, m in metrics["per_class"].items()
     )
     spectrograms = "".join(
         f"<h3>{html.escape(label)}</h3><img src='{src}' alt='spectrograms of {html.escape(label)}'>"
         for label, src in spectrogram_pictures(dataset)
     )
-    detection = manifest["detection"]
+    detection = manifest.detection
     calibrated = ""
     if calibration is not None:
         bank = metrics.get("negative_bank")
@@ -129,34 +131,34 @@ def write_report(bundle: Path, *, manifest: dict[str, Any], history: dict[str, l
                      f"{bank['train_windows']} windows of its other clips were trained on, "
                      f"{bank['hard_windows']} of them again as hard negatives)") if bank else "no negative bank"
         cal_rows = "".join(
-            f"<tr><td>{html.escape(label)}</td><td>{detection['thresholds'][label]:.3f}</td>"
-            f"<td>{detection['smoothing'][label]}</td><td>{_fmt(detection['expected_recall'][label])}</td>"
-            f"<td>{detection['expected_false_alarms_per_hour'][label]:.2f}</td></tr>"
+            f"<tr><td>{html.escape(label)}</td><td>{detection.thresholds[label]:.3f}</td>"
+            f"<td>{detection.smoothing[label]}</td><td>{_fmt(detection.expected_recall[label])}</td>"
+            f"<td>{detection.expected_false_alarms_per_hour[label]:.2f}</td></tr>"
             for label in labels[1:]
         )
         calibrated = f"""<h2>Detection on a stream</h2>
-<p>Thresholds and smoothing calibrated to at most <b>{detection['false_alarms_per_hour_budget']:g}</b> false
-alarms per hour on a {detection['calibration_hours'] * 60:.1f}-minute calibration stream (held-back clips in
+<p>Thresholds and smoothing calibrated to at most <b>{detection.false_alarms_per_hour_budget:g}</b> false
+alarms per hour on a {(detection.calibration_hours or 0) * 60:.1f}-minute calibration stream (held-back clips in
 background, {bank_text}, held-back background), replayed through the device's own detector.</p>
-<table><tr><th>class</th><th>threshold</th><th>smoothing</th><th>expected recall</th>
+<table><tr><th>class</th><th>detection threshold</th><th>smoothing</th><th>expected recall</th>
 <th>false alarms/h</th></tr>{cal_rows}</table>
 <p><img src="{calibration_picture(calibration)}" alt="recall versus false alarms per hour"></p>"""
     warnings = "".join(f"<li>{html.escape(w)}</li>" for w in dataset.warnings) or "<li>none</li>"
     page = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>hark model {html.escape(manifest['name'])}</title>
+<html lang="en"><head><meta charset="utf-8"><title>hark model {html.escape(manifest.name)}</title>
 <style>body{{font-family:sans-serif;max-width:60em;margin:2em auto;color:#222}}
 table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:right}}
 td:first-child,th:first-child{{text-align:left}}img{{max-width:100%}}</style></head><body>
-<h1>hark model <code>{html.escape(manifest['name'])}</code></h1>
-<p>Base <b>{html.escape(manifest['base'])}</b> ({html.escape(manifest.get('base_choice', ''))}); frontend
-{html.escape(frontend.name)}, head window {manifest['head']['window']} features, trained
-{html.escape(manifest['created'])} by hark {html.escape(manifest['trainer_version'])} in
+<h1>hark model <code>{html.escape(manifest.name)}</code></h1>
+<p>Base <b>{html.escape(manifest.base)}</b> ({html.escape(manifest.base_choice)}); frontend
+{html.escape(frontend.name)}, head window {manifest.head.window} features, trained
+{html.escape(manifest.created)} by hark {html.escape(manifest.trainer_version)} in
 {metrics['train_seconds']} s.</p>
 <h2>Validation</h2>
 <p>Accuracy on held-out clips and background pieces, scored as <code>hark classify</code> does:
 <b>{_fmt(metrics['validation_accuracy'])}</b> (word/sound clips only: {_fmt(metrics['validation_clip_accuracy'])};
 background pieces labelled as a class: {_fmt(metrics['validation_background_false_alarm_rate'])}).</p>
-<table><tr><th>class</th><th>precision</th><th>recall</th><th>validation clips</th><th>threshold</th>
+<table><tr><th>class</th><th>precision</th><th>recall</th><th>validation clips</th><th>clip threshold</th>
 <th>clips</th></tr>{rows}</table>
 <p><img src="{confusion_picture(metrics['confusion'], labels)}" alt="confusion matrix"></p>
 {calibrated}

@@ -27,15 +27,17 @@ import numpy as np
 from tqdm import tqdm
 
 from hark import __version__
+from hark.activity import GateSettings, active_hops, hold_samples, open_windows
 from hark.audiofile import SAMPLE_RATE
 from hark.basemodels import BASE_FILES, fetch_base
-from hark.bundle import write_bundle
+from hark.bundle import MANIFEST, check_output, write_bundle
 from hark.dataset import Clip, Dataset, check_dataset
-from hark.detector import DEFAULT_DECISION_S
 from hark.errors import HarkError
 from hark.frontend import Frontend, build_frontend
 from hark.labels import BACKGROUND
+from hark.manifest import DEFAULT_DECISION_S, ClassifySpec, HeadSpec, Manifest, read_manifest
 from hark.trainer import features as F
+from hark.trainer import metrics as M
 from hark.trainer.negatives import BankClip
 from hark.trainer.perturb import perturb
 from hark.verifier import VERIFIER_FILE, Verifier, VerifierSpec
@@ -344,20 +346,8 @@ def decide(peaks: np.ndarray, labels: list[str], thresholds: dict[str, float]) -
 
 
 def clip_metrics(pred: np.ndarray, truth: np.ndarray, labels: list[str]) -> dict[str, Any]:
-    n = len(labels)
-    confusion = np.zeros((n, n), np.int64)
-    for t, p in zip(truth, pred):
-        confusion[t, p] += 1
-    per_class = {}
-    for i, label in enumerate(labels):
-        tp = confusion[i, i]
-        per_class[label] = {
-            "precision": float(tp / confusion[:, i].sum()) if confusion[:, i].sum() else None,
-            "recall": float(tp / confusion[i].sum()) if confusion[i].sum() else None,
-            "support": int(confusion[i].sum()),
-        }
-    return {"accuracy": float((pred == truth).mean()) if len(truth) else None,
-            "per_class": per_class, "confusion": confusion.tolist()}
+    """Accuracy, precision and recall per class and the confusion matrix of clip decisions."""
+    return M.summary(M.confusion_matrix(truth, pred, len(labels)), labels)
 
 
 def group_peaks(model: Any, groups: list[tuple[int, np.ndarray, str]], n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -377,6 +367,8 @@ HARD_WINDOWS = 1500
 HARD_SCORE = 0.2  # a bank window scoring this for any class is a hard negative
 SOUNDALIKES_PER_CLASS = 20  # bank stretches nearest each class's clips (trainer.soundalikes)
 SOUNDALIKE_COPIES = 2  # ... each also over the user's background, this many times
+# The device's default activity gate (hark.activity): calibration scores what it would skip as background.
+CALIBRATION_GATE = GateSettings()
 HELD_OUT_EVERY = 5  # every 5th bank clip is kept for calibration, never trained on
 CALIBRATION_BANK_S = 1800.0
 CALIBRATION_COPIES = 12  # positives per class in the calibration stream (held-back clips, varied)
@@ -448,8 +440,13 @@ def mine_hard(model: Any, pool: np.ndarray, *, limit: int) -> np.ndarray:
     return pool[idx[np.argsort(-top[idx])][:limit]]
 
 
-def stream_scores(model: Any, recipe: F.Recipe, fe: Frontend, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Head scores and their stream times (s) over a recording's features, windows as the pipeline forms them."""
+def stream_scores(model: Any, recipe: F.Recipe, fe: Frontend, features: np.ndarray,
+                  active: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Head scores and their stream times (s) over a recording's features, windows as the pipeline forms them.
+
+    Given the recording's ``active`` hops (:func:`hark.activity.active_hops`), the windows the
+    device's activity gate would not run are scored as background, as the device scores them.
+    """
     n = len(features) - recipe.window + 1
     starts = [s for s in range(max(0, n)) if (s + recipe.window) % max(1, recipe.stride) == 0]
     if not starts:
@@ -457,8 +454,13 @@ def stream_scores(model: Any, recipe: F.Recipe, fe: Frontend, features: np.ndarr
     from hark.trainer import head as H
 
     scores = H.scores(model, F.stack_windows(features, starts, recipe.window))
-    times = np.array([fe.feature_end(s + recipe.window - 1) for s in starts]) / SAMPLE_RATE
-    return scores, times
+    ends = np.array([fe.feature_end(s + recipe.window - 1) for s in starts])
+    if active is not None:
+        hold = hold_samples(CALIBRATION_GATE, F.span_samples(fe, recipe.window))
+        closed = ~open_windows(active, ends, hold_samples=hold)
+        scores[closed] = 0.0
+        scores[closed, 0] = 1.0  # background, as the pipeline scores a window it skips
+    return scores, ends / SAMPLE_RATE
 
 
 def calibrate_head(model: Any, recipe: F.Recipe, fe: Frontend, labels: list[str], val: Split, bank: Bank | None,
@@ -491,10 +493,12 @@ def calibrate_head(model: Any, recipe: F.Recipe, fe: Frontend, labels: list[str]
                 if k >= len(clips) or val.noise:
                     x = F.in_noise(rng, x, (s + offset, e + offset), val.noise)
                 events.append((label, ((s + offset) / SAMPLE_RATE, (e + offset) / SAMPLE_RATE)))
+                heard.append(active_hops(x, CALIBRATION_GATE))
                 yield x
 
-    for features, (label, event) in zip(fe.transform_many(positives()), events):
-        scores, times = stream_scores(model, recipe, fe, features)
+    heard: list[np.ndarray] = []  # each recording's active hops, for the activity gate (in the order made)
+    for features, (label, event), active in zip(fe.transform_many(positives()), events, heard):
+        scores, times = stream_scores(model, recipe, fe, features, active)
         segments.append(Segment(scores=scores, times=times, target=labels[label], features=features, event=event))
 
     def negatives() -> Iterator[np.ndarray]:
@@ -506,12 +510,18 @@ def calibrate_head(model: Any, recipe: F.Recipe, fe: Frontend, labels: list[str]
                 log.warning("negative bank: %s; left out of calibration", err)
                 continue
             x, offset = F.pad_clip(samples, needed=needed, pad=recipe.clip_padding_samples)
-            yield F.in_noise(rng, x, (offset, offset + len(samples)), val.noise)
+            x = F.in_noise(rng, x, (offset, offset + len(samples)), val.noise)
+            heard.append(active_hops(x, CALIBRATION_GATE))
+            yield x
         chunk = int(BACKGROUND_SEGMENT_S * SAMPLE_RATE)
-        yield from (b[i:i + chunk] for b in val.noise for i in range(0, len(b), chunk))
+        for b in val.noise:
+            for i in range(0, len(b), chunk):
+                heard.append(active_hops(b[i:i + chunk], CALIBRATION_GATE))
+                yield b[i:i + chunk]
 
-    for features in fe.transform_many(negatives()):
-        scores, times = stream_scores(model, recipe, fe, features)
+    heard.clear()
+    for features, active in zip(fe.transform_many(negatives()), heard):
+        scores, times = stream_scores(model, recipe, fe, features, active)
         if len(times):
             segments.append(Segment(scores=scores, times=times, features=features))
     hours = sum(seg.duration_s for seg in segments) / 3600
@@ -539,10 +549,11 @@ def _segment_confirm(spec: VerifierSpec, fe: Frontend) -> Callable[[Any, float, 
     return confirm
 
 
-def train(dataset_path: str | Path, output: str | Path, options: TrainOptions = TrainOptions()) -> dict[str, Any]:
+def train(dataset_path: str | Path, output: str | Path, options: TrainOptions = TrainOptions()) -> Manifest:
     """Train a bundle at ``output`` from the dataset folder; returns the manifest written."""
     started = time.monotonic()
     say = (lambda m: print(m, file=sys.stderr)) if options.progress else (lambda m: None)
+    output = check_output(output, dataset=dataset_path)  # before any work: nothing the user did not ask to replace
     dataset = check_dataset(dataset_path, progress=options.progress)
     base, why = choose_base(dataset, options.base, seed=options.seed, say=say)
     say(f"hark: base {base} ({why})")
@@ -643,31 +654,25 @@ def train(dataset_path: str | Path, output: str | Path, options: TrainOptions = 
     head_bytes = H.export_tflite(model, window=recipe.window, feature_shape=fe.feature_shape)
     output = Path(output)
     recall = {label: metrics["per_class"][label]["recall"] for label in labels[1:]}
-    manifest: dict[str, Any] = {
-        "name": output.name,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "trainer_version": TRAINER_VERSION,
-        "sample_rate": SAMPLE_RATE,
-        "base": base,
-        "base_choice": why,
-        "frontend": fe.params(),
-        "head": {
-            "window": recipe.window,
-            "stride": recipe.stride,
-            "clip_padding_samples": recipe.clip_padding_samples,
-            "input_shape": [recipe.window, *fe.feature_shape],
-            "positives": recipe.mode,
-        },
-        "labels": labels,
+    span_s = round(F.span_samples(fe, recipe.window) / SAMPLE_RATE, 3)
+    manifest = Manifest(
+        name=output.name,
+        created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        trainer_version=TRAINER_VERSION,
+        base=base,
+        base_choice=why,
+        frontend=fe.spec(),
+        head=HeadSpec(window=recipe.window, stride=recipe.stride, clip_padding_samples=recipe.clip_padding_samples,
+                      positives=recipe.mode),
+        labels=tuple(labels),
         # One sound, one detection: other classes wait while the detected sound is in the window.
-        "detection": {**calibration.manifest_block(), "refractory_s": refractory_s,
-                      "hold_others_s": round(F.span_samples(fe, recipe.window) / SAMPLE_RATE, 3)},
+        detection=calibration.detection_spec(refractory_s=refractory_s, hold_others_s=span_s),
         # Whole clips (hark classify, evaluate) keep the thresholds that best separate the
         # validation clips: a stream's false-alarm budget would turn quiet clips into background.
-        "classify": {"thresholds": thresholds, "expected_recall": recall},
-        **({"verifier": verifier.manifest_block()} if verifier is not None else {}),
-        "base_hashes": {name: BASE_FILES[name].sha256 for name in base_files},
-        "metrics": {
+        classify=ClassifySpec(thresholds=thresholds, expected_recall=recall),
+        verifier=verifier.manifest_block() if verifier is not None else None,
+        base_hashes={name: BASE_FILES[name].sha256 for name in base_files},
+        metrics={
             "validation_accuracy": metrics["accuracy"],
             "validation_clip_accuracy": metrics["clip_accuracy"],
             "validation_background_false_alarm_rate": metrics["background_false_alarm_rate"],
@@ -681,15 +686,16 @@ def train(dataset_path: str | Path, output: str | Path, options: TrainOptions = 
             "feature_seconds": round(features_s, 1),
             "train_seconds": round(time.monotonic() - started, 1),
         },
-        "dataset": {
+        dataset={
             "clips": counts,
             "background_s": round(dataset.background_s, 1),
             "unknown_clips": len(dataset.unknown),
             "seed": options.seed,
         },
-    }
-    write_bundle(output, manifest=manifest, head_tflite=head_bytes, base_files=base_files,
-                 extra_files={VERIFIER_FILE: verifier.to_bytes()} if verifier is not None else None)
+    )
+    written = write_bundle(output, manifest=manifest, head_tflite=head_bytes, base_files=base_files,
+                           extra_files={VERIFIER_FILE: verifier.to_bytes()} if verifier is not None else None)
+    manifest = read_manifest(written / MANIFEST)
     if options.report:
         from hark.trainer.report import write_report
 
@@ -722,6 +728,41 @@ class _EpochBar:
         self.bar.close()
 
 
+def summary_lines(manifest: Manifest, output: Path) -> list[str]:
+    """What ``hark train`` prints: the model, then each class's two thresholds named as the report
+    names them, and advice where calibration could not keep to the false-alarm budget."""
+    m, det = manifest.metrics, manifest.detection
+    acc = m.get("validation_accuracy")
+    lines = [f"wrote {output}: base {manifest.base}, labels {', '.join(manifest.classes)}"
+             + (f", validation accuracy {acc:.1%}" if acc is not None else "")
+             + (f" ({m['train_seconds']:.0f} s)" if m.get("train_seconds") is not None else "")]
+    budget = det.false_alarms_per_hour_budget
+    clip = manifest.clip_thresholds()
+    lines.append("  clip threshold: what hark classify needs on a whole clip (the report's validation table); "
+                 "detection threshold: what the device needs on a stream, calibrated to the false-alarm budget "
+                 "(its detection table)")
+    over: list[str] = []
+    for label in manifest.classes:
+        recall = det.expected_recall.get(label)
+        rate = det.expected_false_alarms_per_hour.get(label)
+        line = (f"  {label}: clip threshold {clip[label]:.2f}, detection threshold {det.thresholds[label]:.2f} "
+                f"(smoothing {det.smoothing[label]})")
+        if rate is not None and budget is not None:
+            line += (f", expected recall {recall:.0%}" if recall is not None else "") + \
+                f" at {rate:.2f} false alarms/h"
+            if rate > budget + 1e-9:
+                line += f", over the budget of {budget:g}"
+                over.append(label)
+            else:
+                line += f" (budget {budget:g})"
+        lines.append(line)
+    if over:
+        lines.append(f"  {', '.join(over)} {'misses' if len(over) == 1 else 'miss'} the false-alarm budget of "
+                     f"{budget:g}/h: add background recordings of the room it will "
+                     "listen in (DATASET/_background_noise_/) or more clips, or raise --false-alarms-per-hour")
+    return lines
+
+
 def main(args: argparse.Namespace) -> int:
     if not args.false_alarms_per_hour > 0:
         raise HarkError(f"--false-alarms-per-hour: {args.false_alarms_per_hour} must be above 0")
@@ -729,16 +770,8 @@ def main(args: argparse.Namespace) -> int:
                            negatives=not args.no_negatives, false_alarms_per_hour=args.false_alarms_per_hour,
                            verifier=not args.no_verifier)
     manifest = train(args.dataset, args.output, options)
-    m = manifest["metrics"]
-    acc = m["validation_accuracy"]
-    print(f"wrote {args.output}: base {manifest['base']}, labels {', '.join(manifest['labels'][1:])}, "
-          f"validation accuracy {acc:.1%} ({m['train_seconds']:.0f} s)" if acc is not None else
-          f"wrote {args.output}")
-    det = manifest["detection"]
-    for label, t in det["thresholds"].items():
-        print(f"  {label}: threshold {t:.2f}, smoothing {det['smoothing'][label]}, expected recall "
-              f"{det['expected_recall'][label]:.0%} at {det['expected_false_alarms_per_hour'][label]:.2f} "
-              f"false alarms/h (budget {det['false_alarms_per_hour_budget']:g})")
+    for line in summary_lines(manifest, Path(args.output)):
+        print(line)
     if options.report:
         print(f"report: {Path(args.output) / 'report.html'}")
     return 0

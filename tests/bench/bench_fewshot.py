@@ -39,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 from hark.audiofile import find_audio, read_audio  # noqa: E402
 from hark.model import Model  # noqa: E402
+from hark.trainer import metrics as M  # noqa: E402
 from hark.trainer.train import TrainOptions, train  # noqa: E402
 
 REAL = SHARED / "data" / "real"
@@ -57,14 +58,14 @@ def link_dataset(root: Path, clips: dict[str, list[Path]], background: Path | No
 
 
 def accuracy(model_dir: Path, tests: dict[str, list[Path]]) -> tuple[float, dict[str, float]]:
+    """Clip accuracy and each class's recall, from the confusion matrix (hark.trainer.metrics)."""
     model = Model.load(model_dir)
-    per_class, hits, total = {}, 0, 0
-    for label, paths in tests.items():
-        ok = sum(model.classify(read_audio(p)).label == label for p in paths)
-        per_class[label] = ok / len(paths)
-        hits += ok
-        total += len(paths)
-    return hits / total, per_class
+    index = {label: i for i, label in enumerate(model.labels)}
+    truth = [index[label] for label, paths in tests.items() for _ in paths]
+    predicted = [index[model.classify(read_audio(p)).label] for paths in tests.values() for p in paths]
+    confusion = M.confusion_matrix(truth, predicted, len(model.labels))
+    recall = M.per_class(confusion, model.labels)
+    return float(M.accuracy(confusion) or 0.0), {label: recall[label]["recall"] for label in tests}
 
 
 def split(folder: Path, per_class: int, seed: int) -> list[Path]:
@@ -97,8 +98,8 @@ def bench_keywords(seeds: list[int], base: str) -> None:
         manifest, took, acc, per = train_and_score(train_clips, tests, base=base, seed=seed)
         results.append(acc)
         print(f"keywords seed {seed}: accuracy {acc:.2%} on {sum(map(len, tests.values()))} clips "
-              f"({', '.join(f'{k} {v:.0%}' for k, v in per.items())}); base {manifest['base']}, "
-              f"train {took:.0f} s, thresholds {manifest['detection']['thresholds']}", flush=True)
+              f"({', '.join(f'{k} {v:.0%}' for k, v in per.items())}); base {manifest.base}, "
+              f"train {took:.0f} s, thresholds {dict(manifest.detection.thresholds)}", flush=True)
     print(f"KEYWORDS --base {base}, 8 clips/class: mean accuracy {np.mean(results):.2%} over seeds {seeds} "
           f"(min {np.min(results):.2%})", flush=True)
 
@@ -122,7 +123,7 @@ def bench_esc(seeds: list[int], base: str, classes: tuple[str, ...] | None = Non
         results.append(acc)
         worst = sorted(per.items(), key=lambda kv: kv[1])[:3]
         print(f"esc10 seed {seed}: accuracy {acc:.2%} on {sum(map(len, tests.values()))} fold-3 clips; "
-              f"base {manifest['base']}, train {took:.0f} s; weakest {worst}", flush=True)
+              f"base {manifest.base}, train {took:.0f} s; weakest {worst}", flush=True)
     name = "SOUNDS5" if classes else "ESC10"
     print(f"{name} --base {base}, {len(labels)} classes, 8 clips/class folds 1-2 -> fold 3: mean accuracy "
           f"{np.mean(results):.2%} over seeds {seeds}", flush=True)

@@ -347,7 +347,7 @@ def recall_at_rates(runs: list[tuple[Path, Path]]) -> dict[float, float | None]:
         hit, false, total = 0, 0, 0
         for model, scores, times, targets in loaded:
             detector = Detector(model.labels, DetectorSettings.resolve(
-                model.bundle.classes, model.manifest.get("detection"), thresholds=threshold))
+                model.bundle.classes, model.manifest.detection, thresholds=threshold))
             found = [d for s, t in zip(scores, times) for d in detector.update(s, float(t))]
             r = score(found, targets, 1.0)
             false += len(r["false"])  # type: ignore[arg-type]
@@ -466,7 +466,7 @@ def bench_esc(args: argparse.Namespace, work: Path, sides: dict[str, Side], bank
             human = [i for i, t in enumerate(c.truth) if t in ("baby_cry", "person_sneeze")]
             hacc = float(np.mean([c.decided[i] == c.truth[i] for i in human]))
             results.append((acc, plain, hacc))
-            base = Model.load(model_path).manifest["base"]
+            base = Model.load(model_path).manifest.base
             print(f"esc10 {side_name:6} seed {seed}: base {base}, train {took:.0f} s, "
                   f"classify {acc:.1%} (highest peak {plain:.1%}), human sounds {hacc:.1%}", flush=True)
         a = np.array(results)

@@ -290,7 +290,7 @@ def main() -> int:
     hours = pipeline.time_s / 3600
     result = score(found, targets, hours)
     s = pipeline.settings
-    print(f"\nmodel {model_path} (base {model.manifest.get('base')}), stream {stream.name}: "
+    print(f"\nmodel {model_path} (base {model.manifest.base}), stream {stream.name}: "
           f"{pipeline.time_s / 60:.1f} min, {len(targets)} targets, {len(distractors)} distractors")
     print(f"detector: thresholds {dict(s.thresholds)}, smoothing {dict(s.smoothing)}, "
           f"refractory {dict(s.refractory_s)}, decision {s.decision_s} s")
@@ -317,7 +317,7 @@ def main() -> int:
     # it): one threshold for every class, the lowest that keeps the stream within the rate. The
     # threshold is read off this stream, so it says what the head can do, not what calibration chose.
     # It replays the recorded head scores, so it is the head alone, without the verifier.
-    detection = model.manifest.get("detection")
+    detection = model.manifest.detection
     grid = np.round(np.concatenate([np.arange(0.3, 0.95, 0.01), np.arange(0.95, 0.9995, 0.001)]), 4)
 
     def replay_at(threshold: float) -> dict[str, object]:
@@ -345,7 +345,7 @@ def main() -> int:
                 for decision in (0.0, 0.15, 0.3):
                     thr = {c: min(0.999, v * scale) for c, v in s.thresholds.items()}
                     detector = Detector(model.labels, DetectorSettings.resolve(
-                        model.bundle.classes, model.manifest.get("detection"), thresholds=thr,
+                        model.bundle.classes, model.manifest.detection, thresholds=thr,
                         smoothing=smoothing, decision_s=decision))
                     replay = [d for scores, t in trace for d in detector.update(scores, t)]
                     r = score(replay, targets, hours)

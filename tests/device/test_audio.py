@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
+import sys
 import time
 from fractions import Fraction
 from pathlib import Path
@@ -15,6 +18,8 @@ from scipy.signal import resample_poly
 from hark.audio import FileSource, MicSource, StreamResampler, devices_main, find_input_device, kaiser_lowpass
 from hark.audiofile import read_audio
 from hark.errors import AudioError, HarkError
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def tone(freq: float, seconds: float, rate: int, amplitude: float = 0.5) -> np.ndarray:
@@ -206,3 +211,38 @@ def test_detect_on_a_one_hz_header_is_one_line(tone_bundle: Path, tmp_path: Path
         f"hark: error: {path}: sample rate 1 Hz is outside 4000..384000 Hz "
         "(a damaged header, or not a recording hark can use)")
     assert "Traceback" not in result.stderr
+
+
+PROBE_SCRIPT = """
+import logging, sys, threading, time
+logging.basicConfig(level=logging.INFO, format="%(message)s")  # on sys.stderr, fd 2, as under systemd
+from hark.audio import _new_pyaudio, list_input_devices
+stop = threading.Event()
+count = [0]
+def chatter():
+    log = logging.getLogger("hark.mqtt")
+    while not stop.is_set():
+        count[0] += 1
+        log.info("tick %d", count[0])
+        time.sleep(0.0005)
+thread = threading.Thread(target=chatter)
+thread.start()
+for _ in range(5):
+    pa = _new_pyaudio()  # PortAudio probes every host API and device with fd 2 silenced
+    list_input_devices(pa)
+    pa.terminate()
+stop.set()
+thread.join()
+print(count[0])
+"""
+
+
+def test_probing_portaudio_loses_no_other_threads_log_line(tmp_path: Path) -> None:
+    pytest.importorskip("pyaudio")
+    result = subprocess.run([sys.executable, "-c", PROBE_SCRIPT], capture_output=True, text=True, timeout=120,
+                            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 0, result.stderr[-2000:]
+    sent = int(result.stdout.strip())
+    ticks = [int(line.split()[1]) for line in result.stderr.splitlines() if line.startswith("tick ")]
+    assert sent > 50, "the probe took long enough for other threads to log meanwhile"
+    assert ticks == list(range(1, sent + 1)), f"{sent - len(ticks)} of {sent} log lines lost"

@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from hark.bundle import load_bundle, write_bundle
+from hark.bundle import check_output, load_bundle, write_bundle
 from hark.cli import main as hark
 from hark.errors import BundleError
 from hark.model import Model
+from tests.fixtures.synth import write_dataset
+
+ROOT = Path(__file__).resolve().parents[2]
+BUNDLES = ROOT / "tests" / "fixtures" / "bundles"
 
 
 @pytest.fixture()
@@ -93,11 +101,61 @@ def test_cli_prints_one_error_line(bundle: Path, tmp_path: Path, capsys: pytest.
 
 
 def test_write_bundle_replaces_atomically(bundle: Path, tmp_path: Path) -> None:
-    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest = dataclasses.replace(load_bundle(bundle).manifest, files={})
     head = (bundle / "head.tflite").read_bytes()
     target = tmp_path / "again"
     for _ in range(2):  # the second write replaces the first
-        write_bundle(target, manifest={k: v for k, v in manifest.items() if k != "files"}, head_tflite=head,
-                     base_files={})
+        write_bundle(target, manifest=manifest, head_tflite=head, base_files={})
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".again")) == []
     assert load_bundle(target).labels == ["background", "beep", "chirp"]
+
+
+# ---------------------------------------------------------------- where hark train may write
+
+
+def train_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "hark", "train", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize(("output", "problem"), [
+    ("clips", "is not empty and not a hark bundle (it holds a.wav, b.wav)"),
+    ("ds", "may not go over the dataset"),
+    ("ds/beep", "may not go into the dataset"),
+    (".", "the current folder is it"),
+    ("..", "the current folder is inside it"),
+    ("notes.txt", "is not a folder"),
+    ("oldbundle", "also holds my-notes.txt, which replacing it would delete"),
+])
+def test_train_refuses_an_output_it_would_destroy_before_any_work(tmp_path: Path, output: str,
+                                                                   problem: str) -> None:
+    work = tmp_path / "work"
+    write_dataset(work / "ds", per_class=3, labels=("beep", "chirp"), seed=1)
+    (work / "clips").mkdir()
+    for name in ("a.wav", "b.wav"):
+        (work / "clips" / name).write_bytes(b"RIFF user's clip")
+    (work / "notes.txt").write_text("mine")
+    shutil.copytree(BUNDLES / "tone", work / "oldbundle")
+    (work / "oldbundle" / "my-notes.txt").write_text("mine too")
+    before = snapshot(work)
+    result = train_cli("ds", "-o", output, "--no-negatives", cwd=work)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith(f"hark: error: -o {output}: "), result.stderr
+    assert problem in result.stderr
+    assert snapshot(work) == before, "nothing written, nothing deleted"
+
+
+def test_outputs_a_bundle_may_go_to(tmp_path: Path) -> None:
+    (tmp_path / "ds").mkdir()
+    assert check_output(tmp_path / "new", dataset=tmp_path / "ds") == tmp_path / "new"
+    (tmp_path / "empty").mkdir()
+    assert check_output(tmp_path / "empty", dataset=tmp_path / "ds") == tmp_path / "empty"
+    shutil.copytree(BUNDLES / "tone", tmp_path / "old")
+    (tmp_path / "old" / "report.html").write_text("<html>")
+    assert check_output(tmp_path / "old", dataset=tmp_path / "ds") == tmp_path / "old"
+    with pytest.raises(BundleError, match="holds the dataset"):
+        check_output(tmp_path, dataset=tmp_path / "ds")

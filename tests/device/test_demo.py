@@ -41,8 +41,8 @@ def test_demo_assets_are_small_and_made_by_us() -> None:
     from hark.model import Model
 
     model = Model.load(DEMO / "model")
-    assert model.manifest["base"] == "none", "the demo must carry no third-party weights"
-    assert model.manifest["base_hashes"] == {}
+    assert model.manifest.base == "none", "the demo must carry no third-party weights"
+    assert model.manifest.base_hashes == {}
     assert set(model.labels) == {"background", *make_demo.WORDS}
 
 
@@ -73,7 +73,7 @@ def test_demo_runs_without_a_broker(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     offline = hark("detect", "-m", str(DEMO / "model"), str(DEMO / "demo.flac"), "--json")
     expected = [json.loads(line)["label"] for line in offline.stdout.splitlines()]
-    assert [line.split()[2] for line in out.stdout.splitlines()] == expected
+    assert [line.split()[1] for line in out.stdout.splitlines()] == expected
     assert f"{len(expected)} event(s) not yet delivered" in out.stderr
     assert (tmp_path / "state").is_dir()
 

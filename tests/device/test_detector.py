@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from hark.detector import Detection, Detector, DetectorSettings
-from hark.errors import HarkError
+from hark.errors import BundleError, HarkError
+from hark.manifest import DetectionSpec
 
 LABELS = ["background", "beep", "chirp"]
 STEP = 0.08  # seconds between head outputs, as with the speech base
@@ -16,7 +17,7 @@ def settings(**kwargs: object) -> DetectorSettings:
     """The manifest's settings with these overrides; decisions at once unless ``decision_s`` is given."""
     kwargs.setdefault("decision_s", 0.0)
     manifest = {"thresholds": {"beep": 0.6, "chirp": 0.7}, "smoothing": 1, "refractory_s": 1.0}
-    return DetectorSettings.resolve(LABELS[1:], manifest, **kwargs)  # type: ignore[arg-type]
+    return DetectorSettings.resolve(LABELS[1:], DetectionSpec.from_json(manifest, LABELS[1:]), **kwargs)  # type: ignore[arg-type]
 
 
 def run(detector: Detector, beep: list[float], chirp: list[float] | None = None) -> list[Detection]:
@@ -122,7 +123,7 @@ def test_manifest_defaults_and_caller_overrides() -> None:
     assert s.refractory_s == {"beep": 2.5, "chirp": 2.5}
     bare = DetectorSettings.resolve(["beep"], None)
     assert bare.thresholds == {"beep": 0.5} and bare.smoothing == {"beep": 1} and bare.decision_s == 0.15
-    assert DetectorSettings.resolve(["beep"], {"decision_s": 0.3}).decision_s == 0.3
+    assert DetectorSettings.resolve(["beep"], DetectionSpec.from_json({"decision_s": 0.3}, ["beep"])).decision_s == 0.3
 
 
 @pytest.mark.parametrize(
@@ -142,13 +143,13 @@ def test_bad_overrides_are_one_clear_error(kwargs: dict[str, object], message: s
 
 
 def test_bad_manifest_values_name_the_manifest() -> None:
-    with pytest.raises(HarkError, match="manifest detection.thresholds"):
-        DetectorSettings.resolve(["beep"], {"thresholds": {"beep": "x"}})
+    with pytest.raises(BundleError, match=r"manifest.json: detection.thresholds.beep: expected a number"):
+        DetectionSpec.from_json({"thresholds": {"beep": "x"}}, ["beep"])
 
 
 def hold_settings(hold: float) -> DetectorSettings:
     manifest = {"thresholds": {"beep": 0.6, "chirp": 0.7}, "refractory_s": 0.5, "hold_others_s": hold}
-    return DetectorSettings.resolve(LABELS[1:], manifest, decision_s=0.0)
+    return DetectorSettings.resolve(LABELS[1:], DetectionSpec.from_json(manifest, LABELS[1:]), decision_s=0.0)
 
 
 def test_other_classes_wait_while_the_detected_sound_is_in_the_window() -> None:

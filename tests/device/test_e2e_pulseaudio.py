@@ -224,5 +224,5 @@ def test_hark_run_hears_the_room_and_tells_the_broker(pulse_server: PulseServer,
     assert len(unmatched) <= len(offline_labels) - len(EVENTS), report
     assert [e["id"] for e in events] == sorted(e["id"] for e in events)
     assert all(e["model"] for e in events)
-    printed = [line.split()[2] for line in out.splitlines() if line.strip()]
+    printed = [line.split()[1] for line in out.splitlines() if line.strip()]
     assert printed == [e["event_type"] for e in events], out

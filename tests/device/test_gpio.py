@@ -141,6 +141,20 @@ def test_button_press_records_its_label_and_long_press_background() -> None:
     gpio.close()
 
 
+def test_the_wrong_button_calls_its_handler_once_a_press() -> None:
+    pressed: list[bool] = []
+    gpio = Gpio(GpioConfig(mock=True, wrong_button=20, bounce_s=0), classes=CLASSES,
+                on_wrong=lambda: pressed.append(True))
+    pin = Device.pin_factory.pin(20)
+    pin.drive_low()
+    time.sleep(0.05)
+    pin.drive_high()
+    wait_until(lambda: pressed == [True])
+    time.sleep(0.1)
+    assert pressed == [True]
+    gpio.close()
+
+
 def test_not_on_a_pi_and_not_mock_goes_on_without_gpio(monkeypatch: pytest.MonkeyPatch,
                                                       caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.delenv("GPIOZERO_PIN_FACTORY", raising=False)
@@ -166,3 +180,15 @@ def test_nothing_configured_touches_no_pins() -> None:
     assert not gpio.available and Device.pin_factory is None
     gpio.detection("beep")
     gpio.close()
+
+
+def test_one_pin_under_two_names_is_refused_in_run_as_in_check() -> None:
+    """GPIO17 and BOARD11 are one pin: a config mistake, refused whether or not strict (hark run is not)."""
+    from hark.config import GpioConfig
+    from hark.errors import HarkError
+    from hark.gpio import Gpio
+
+    cfg = GpioConfig(mock=True, leds={"beep": "GPIO17", "chirp": "BOARD11"})
+    for strict in (False, True):
+        with pytest.raises(HarkError, match=r"^gpio.leds.chirp: GPIO17 is already used by gpio.leds.beep"):
+            Gpio(cfg, classes=["background", "beep", "chirp"], strict=strict)

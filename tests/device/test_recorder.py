@@ -541,3 +541,51 @@ recording:
         assert start >= 0, f"{path.name} is not a contiguous stretch of the input"
     assert find_in(room, read_pcm(clip)) < find_in(room, read_pcm(background))
     assert all_files(dataset) == sorted([f"beep/{clip.name}", f"_background_noise_/{background.name}"])
+
+
+# ---------------------------------------------------------------- what a remote request may ask for
+
+
+def test_requests_limited_to_known_labels_and_the_shortest_clip(tmp_path: Path,
+                                                                caplog: pytest.LogCaptureFixture) -> None:
+    with Recorder(dataset_dir=tmp_path / "ds", labels=["beep", "newsound"], min_seconds=0.3) as rec:
+        assert not rec.request_clip("dog", 0.5)  # any valid label used to become a new folder
+        assert not rec.request_clip("beep", 1e-7)  # used to save a 0-sample WAV
+        assert not rec.request_clip("beep", 0.29)
+        assert rec.request_clip("newsound", 0.3)  # a new label the config lists
+        feed(rec, signal(0.5))
+        assert rec.request_clip(None, 0.3)  # background is always allowed
+        feed(rec, signal(0.5))
+        rec.flush()
+    assert sorted(p.parent.name for p in wav_files(tmp_path / "ds")) == ["_background_noise_", "newsound"]
+    assert "'dog' is not a class of the model nor listed in recording.labels" in caplog.text
+    assert "below recording.min_seconds (0.3)" in caplog.text
+
+
+def test_clips_limited_to_a_rate(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with Recorder(dataset_dir=tmp_path / "ds", labels=["beep"], max_per_minute=3) as rec:
+        started = 0
+        for _ in range(50):  # a flood: each request right after the previous clip ended
+            started += rec.request_clip("beep", 0.2)
+            feed(rec, signal(0.25))
+        rec.flush()
+    assert started == 3 and len(wav_files(tmp_path / "ds")) == 3
+    assert caplog.text.count("the most recording.max_per_minute allows") == 1
+
+
+def test_recording_stops_with_one_warning_past_the_size_cap(tmp_path: Path,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    clip_bytes = 16000 + 44  # 0.5 s of 16-bit mono and the WAV header
+    with Recorder(dataset_dir=tmp_path / "ds", captures_dir=tmp_path / "captures", labels=["beep"],
+                  capture=True, capture_seconds=0.5, max_bytes=3 * clip_bytes - 100) as rec:
+        saved = 0
+        for i in range(6):
+            saved += rec.request_clip("beep", 0.5)
+            feed(rec, signal(0.6, seed=i))
+            rec.flush()
+        captured = rec.capture(Det("beep", 0.9, rec.samples_fed / SR))
+        feed(rec, signal(1.0))
+    assert saved == 3 and len(wav_files(tmp_path / "ds")) == 3
+    assert not captured and not wav_files(tmp_path / "captures")
+    warned = [r for r in caplog.records if r.getMessage().startswith("recording stopped")]
+    assert len(warned) == 1 and warned[0].levelno == logging.WARNING

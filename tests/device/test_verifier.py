@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import numpy as np
 import pytest
 
 from hark.errors import BundleError
+from hark.manifest import VerifierSection
 from hark.verifier import METHOD, Verifier, VerifierSpec, distance_by_end, sequence_distance, unit_rows
 
 DIM = 12
@@ -119,34 +119,32 @@ def test_a_class_without_a_limit_is_not_checked() -> None:
     assert verifier.confirm("up") and verifier.rejections == 0
 
 
-def _save(tmp_path: Path, spec: VerifierSpec) -> tuple[Path, dict]:
+def _save(tmp_path: Path, spec: VerifierSpec) -> tuple[Path, VerifierSection]:
     path = tmp_path / "verifier.npz"
     path.write_bytes(spec.to_bytes())
-    return path, json.loads(json.dumps(spec.manifest_block()))
+    return path, spec.manifest_block()
 
 
 def test_spec_round_trips_through_its_file(tmp_path: Path) -> None:
     spec = _spec()
     path, section = _save(tmp_path, spec)
-    assert section["method"] == METHOD and section["templates"] == {"up": 3, "down": 3}
-    loaded = VerifierSpec.load(path, section, ["up", "down"])
+    assert section.method == METHOD and section.templates == {"up": 3, "down": 3}
+    loaded = VerifierSpec.load(path, section, feature_size=DIM)
     assert loaded.max_distance == {"up": 0.1, "down": 0.1} and loaded.region_s == 1.0 and loaded.nearest == 1
     for label in ("up", "down"):
         for a, b in zip(spec.templates[label], loaded.templates[label], strict=True):
             np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    ({"method": "nearest-neighbour"}, "unknown method 'nearest-neighbour'"),
-    ({"max_distance": {"up": 3.0}}, "max_distance.up must be a number in (0, 2]"),
-    ({"max_distance": {"left": 0.2}}, "must name classes of this model"),
-    ({"templates": {"up": 4, "down": 3}}, "unreadable verifier templates"),
-    ({"region_s": 0}, "region_s must be"),
+@pytest.mark.parametrize(("change", "feature_size", "message"), [
+    ({"templates": {"up": 4, "down": 3}}, DIM, "unreadable verifier templates"),
+    ({}, DIM + 1, f"mean must be {DIM + 1} finite numbers"),
 ])
-def test_a_bad_verifier_section_is_one_line_naming_it(tmp_path: Path, change: dict, message: str) -> None:
+def test_templates_that_disagree_with_the_section_are_one_line(tmp_path: Path, change: dict, feature_size: int,
+                                                               message: str) -> None:
     path, section = _save(tmp_path, _spec())
     with pytest.raises(BundleError) as err:
-        VerifierSpec.load(path, {**section, **change}, ["up", "down"])
+        VerifierSpec.load(path, dataclasses.replace(section, **change), feature_size=feature_size)
     assert message in str(err.value) and str(path) in str(err.value) and "\n" not in str(err.value)
 
 
@@ -157,13 +155,3 @@ def test_the_ratio_test_rejects_a_sound_half_way_between_two_classes() -> None:
     assert spec.confirms("up", {"up": 0.25, "down": 0.32})
     assert dataclasses.replace(spec, ratio=1.0).confirms("up", {"up": 0.30, "down": 0.32})
     assert spec.confirms("up", {"up": 0.30})  # a single class has nothing to be confused with
-
-
-def test_a_bundle_without_a_ratio_keeps_the_nearest_class_rule(tmp_path: Path) -> None:
-    path, section = _save(tmp_path, dataclasses.replace(_spec(), ratio=0.9))
-    assert section["ratio"] == 0.9
-    assert VerifierSpec.load(path, section, ["up", "down"]).ratio == 0.9
-    del section["ratio"]
-    assert VerifierSpec.load(path, section, ["up", "down"]).ratio == 1.0
-    with pytest.raises(BundleError, match="ratio in"):
-        VerifierSpec.load(path, {**section, "ratio": 1.5}, ["up", "down"])

@@ -1,7 +1,7 @@
 """``hark train`` end to end on generated data: bundle contents, report, classify and evaluate.
 
-Training runs in a subprocess through the real command line (the ``tone_bundle`` fixtures), so
-TensorFlow stays out of the test process and the bundle is run on tflite_runtime as on the Pi.
+Training runs in a subprocess through the real command line (the ``trained_tone_bundle`` fixtures), so
+TensorFlow stays out of the test process and the bundle is run on the small runtime (ai-edge-litert) as on the Pi.
 """
 
 from __future__ import annotations
@@ -22,106 +22,92 @@ from hark.bundle import load_bundle
 from hark.cli import main as hark
 from hark.errors import BundleError
 from hark.frontend import LogMelFrontend
-from hark.model import Model
 from hark.trainer.train import PATIENCE, early_stopping
 from tests.fixtures.synth import write_dataset
 
 
-def test_manifest_describes_the_bundle(tone_bundle: Path) -> None:
-    bundle = load_bundle(tone_bundle)
+def test_manifest_describes_the_bundle(trained_tone_bundle: Path) -> None:
+    bundle = load_bundle(trained_tone_bundle)
     m = bundle.manifest
-    assert (m["format"], m["format_version"], m["sample_rate"], m["base"]) == ("hark-model", 1, 16000, "none")
-    assert m["labels"] == ["background", "beep", "chirp"]
-    assert m["frontend"] == json.loads(json.dumps(LogMelFrontend().params()))
-    assert m["head"]["window"] == 100 and m["head"]["stride"] == 8 and m["head"]["file"] == "head.tflite"
-    detection = m["detection"]
-    assert set(detection["thresholds"]) == {"beep", "chirp"}
-    assert all(0.0 < t < 1.0 for t in detection["thresholds"].values())
-    assert detection["refractory_s"] > 0 and all(s >= 1 for s in detection["smoothing"].values())
+    raw = json.loads((trained_tone_bundle / "manifest.json").read_text())
+    assert (raw["format"], raw["format_version"], raw["sample_rate"]) == ("hark-model", 1, 16000)
+    assert (m.format_version, m.sample_rate, m.base) == (1, 16000, "none")
+    assert m.labels == ("background", "beep", "chirp")
+    assert m.frontend == LogMelFrontend().spec()
+    assert m.head.window == 100 and m.head.stride == 8 and m.head.file == "head.tflite"
+    assert raw["head"]["input_shape"] == [100, 40]
+    detection = m.detection
+    assert set(detection.thresholds) == {"beep", "chirp"}
+    assert all(0.0 < t < 1.0 for t in detection.thresholds.values())
+    assert all(r > 0 for r in detection.refractory_s.values()) and all(s >= 1 for s in detection.smoothing.values())
     # Other classes wait while a detected sound is in the head's window: 1 s of mel frames here.
-    assert detection["hold_others_s"] == pytest.approx(1.0, abs=0.05)
-    assert m["base_hashes"] == {} and set(m["files"]) == {"head.tflite"}
-    assert m["trainer_version"] and m["created"]
-    assert m["metrics"]["validation_accuracy"] >= 0.9
-    assert m["dataset"]["clips"] == {"beep": 10, "chirp": 10}
+    assert detection.hold_others_s == pytest.approx(1.0, abs=0.05)
+    assert m.base_hashes == {} and set(m.files) == {"head.tflite"}
+    assert m.trainer_version and m.created
+    assert m.metrics["validation_accuracy"] >= 0.9
+    assert m.dataset["clips"] == {"beep": 10, "chirp": 10}
     from hark.trainer.train import WARMUP_EPOCHS
 
-    assert m["metrics"]["epochs"] > WARMUP_EPOCHS  # early stopping never keeps a warm-up epoch
+    assert m.metrics["epochs"] > WARMUP_EPOCHS  # early stopping never keeps a warm-up epoch
 
 
-def test_report_is_written_beside_the_manifest_and_not_hashed(tone_bundle: Path) -> None:
-    report = tone_bundle / "report.html"
+def test_report_is_written_beside_the_manifest_and_not_hashed(trained_tone_bundle: Path) -> None:
+    report = trained_tone_bundle / "report.html"
     text = report.read_text()
-    assert "report.html" not in json.loads((tone_bundle / "manifest.json").read_text())["files"]
+    assert "report.html" not in json.loads((trained_tone_bundle / "manifest.json").read_text())["files"]
     assert "Validation" in text and "precision" in text and "confusion matrix" in text
     assert text.count("data:image/png;base64,") >= 4  # confusion, curves, spectrograms of 3 groups
 
 
-def test_trained_model_labels_new_clips(tone_bundle: Path, tmp_path: Path,
+def test_trained_model_labels_new_clips(trained_tone_bundle: Path, tmp_path: Path,
                                         capsys: pytest.CaptureFixture[str]) -> None:
     fresh = write_dataset(tmp_path / "new", per_class=8, seed=42)
-    assert hark(["classify", "-m", str(tone_bundle), str(fresh / "beep"), str(fresh / "chirp"), "--json"]) == 0
+    assert hark(["classify", "-m", str(trained_tone_bundle), str(fresh / "beep"), str(fresh / "chirp"), "--json"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     correct = sum(Path(r["file"]).parent.name == r["label"] for r in rows)
     assert len(rows) == 16 and correct >= 15
 
 
-def test_evaluate_reports_accuracy_table_and_confusion(tone_bundle: Path, tmp_path: Path,
+def test_evaluate_reports_accuracy_table_and_confusion(trained_tone_bundle: Path, tmp_path: Path,
                                                        capsys: pytest.CaptureFixture[str]) -> None:
     fresh = write_dataset(tmp_path / "new", per_class=8, seed=7)
-    assert hark(["evaluate", "-m", str(tone_bundle), str(fresh), "--json"]) == 0
+    assert hark(["evaluate", "-m", str(trained_tone_bundle), str(fresh), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["accuracy"] >= 0.9 and result["clips"] == 16 + 10  # 10 background pieces of 3 s
     assert len(result["confusion"]) == 3 and sum(map(sum, result["confusion"])) == 26
-    assert hark(["evaluate", "-m", str(tone_bundle), str(fresh)]) == 0
+    assert hark(["evaluate", "-m", str(trained_tone_bundle), str(fresh)]) == 0
     out = capsys.readouterr().out
     assert out.startswith("accuracy ") and "confusion" in out and "precision" in out
 
 
-def test_speech_bundle_carries_its_base_files(speech_tone_bundle: Path, tone_dataset: Path,
+def test_speech_bundle_carries_its_base_files(trained_speech_tone_bundle: Path, tone_dataset: Path,
                                               capsys: pytest.CaptureFixture[str]) -> None:
-    bundle = load_bundle(speech_tone_bundle)
-    assert bundle.manifest["base"] == "speech"
+    bundle = load_bundle(trained_speech_tone_bundle)
+    assert bundle.manifest.base == "speech"
     assert set(bundle.base_files) == {"melspectrogram.tflite", "embedding_model.tflite"}
-    assert bundle.manifest["base_hashes"] == {n: BASE_FILES[n].sha256 for n in bundle.base_files}
-    assert hark(["classify", "-m", str(speech_tone_bundle), str(tone_dataset / "chirp"), "--json"]) == 0
+    assert bundle.manifest.base_hashes == {n: BASE_FILES[n].sha256 for n in bundle.base_files}
+    assert hark(["classify", "-m", str(trained_speech_tone_bundle), str(tone_dataset / "chirp"), "--json"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert sum(r["label"] == "chirp" for r in rows) >= 9
 
 
-def test_speech_bundle_carries_verifier_templates_of_its_clips(speech_tone_bundle: Path, tone_bundle: Path,
-                                                               tmp_path: Path) -> None:
-    bundle = load_bundle(speech_tone_bundle)
-    section = bundle.manifest["verifier"]
-    assert section["templates"] == {"beep": 10, "chirp": 10} and "verifier.npz" in bundle.manifest["files"]
-    summary = bundle.manifest["metrics"]["verifier"]
-    for label, limit in section["max_distance"].items():
+def test_speech_bundle_carries_verifier_templates_of_its_clips(trained_speech_tone_bundle: Path,
+                                                               trained_tone_bundle: Path, tmp_path: Path) -> None:
+    bundle = load_bundle(trained_speech_tone_bundle)
+    section = bundle.manifest.verifier
+    assert section is not None
+    assert section.templates == {"beep": 10, "chirp": 10} and "verifier.npz" in bundle.manifest.files
+    summary = bundle.manifest.metrics["verifier"]
+    for label, limit in section.max_distance.items():
         # The limit is the worst leave-one-out match of the class's own (noised) clips, plus the margin.
         assert limit == pytest.approx(summary[label]["leave_one_out_max"] + 0.06, abs=1e-3)
         assert 0 < summary[label]["leave_one_out_median"] <= summary[label]["leave_one_out_max"] < limit
-    assert "verifier" not in load_bundle(tone_bundle).manifest  # measured on speech only
+    assert load_bundle(trained_tone_bundle).manifest.verifier is None  # measured on speech only
     altered = tmp_path / "altered"
-    shutil.copytree(speech_tone_bundle, altered)
+    shutil.copytree(trained_speech_tone_bundle, altered)
     (altered / "verifier.npz").write_bytes((altered / "verifier.npz").read_bytes()[:-10])
     with pytest.raises(BundleError, match="verifier.npz: sha256 does not match"):
         load_bundle(altered)
-
-
-@pytest.mark.parametrize(("section", "message"), [
-    ("verifier.npz", "manifest verifier: not a mapping"),
-    ({"file": "elsewhere.npz"}, "manifest verifier: file 'elsewhere.npz' is not listed with a hash"),
-    ({"file": None}, "manifest verifier: file None is not listed with a hash"),
-])
-def test_a_bad_verifier_section_is_one_line_naming_the_manifest(speech_tone_bundle: Path, tmp_path: Path,
-                                                                section: object, message: str) -> None:
-    altered = tmp_path / "altered"
-    shutil.copytree(speech_tone_bundle, altered)
-    manifest = json.loads((altered / "manifest.json").read_text())
-    manifest["verifier"] = section
-    (altered / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(BundleError) as err:
-        Model.load(altered)
-    assert str(err.value) == f"{altered / 'manifest.json'}: {message}"
 
 
 def test_bad_dataset_fails_before_training(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -159,16 +145,17 @@ def test_negative_bank_is_trained_on_and_thresholds_are_calibrated(tone_dataset:
     assert set(detection["expected_recall"]) == set(detection["smoothing"]) == {"beep", "chirp"}
     assert all(0.3 <= t < 1.0 for t in detection["thresholds"].values())
     assert set(m["classify"]["thresholds"]) == {"beep", "chirp"}
-    assert "expected recall" in result.stdout and "budget 2" in result.stdout
+    assert "expected recall" in result.stdout and ("(budget 2)" in result.stdout or "budget of 2" in result.stdout)
+    assert "clip threshold" in result.stdout and "detection threshold" in result.stdout
     report = (out / "report.html").read_text()
     assert "recall versus false alarms per hour" in report and "held-out clips" in report
 
 
-def test_no_negatives_skips_the_bank(tone_bundle: Path) -> None:
-    m = json.loads((tone_bundle / "manifest.json").read_text())
+def test_no_negatives_skips_the_bank(trained_tone_bundle: Path) -> None:
+    m = json.loads((trained_tone_bundle / "manifest.json").read_text())
     assert m["metrics"]["negative_bank"] is None
     assert m["detection"]["false_alarms_per_hour_budget"] == 1.0
-    assert "recall versus false alarms per hour" in (tone_bundle / "report.html").read_text()
+    assert "recall versus false alarms per hour" in (trained_tone_bundle / "report.html").read_text()
 
 
 def test_missing_negative_bank_is_one_line_saying_how_to_fix(tone_dataset: Path, tmp_path: Path,

@@ -42,11 +42,11 @@ def test_positive_windows_end_just_after_the_sound() -> None:
     assert all(ends[i] <= event[0] or starts[i] >= event[1] for i in neg)
 
 
-def test_training_padding_matches_the_model(tone_bundle: Path) -> None:
-    model = Model.load(tone_bundle)
+def test_training_padding_matches_the_model(trained_tone_bundle: Path) -> None:
+    model = Model.load(trained_tone_bundle)
     clip = np.ones(3000, np.float32)
     needed = F.needed_samples(model.frontend, model.window, model.stride)
-    ours, offset = F.pad_clip(clip, needed=needed, pad=model.manifest["head"]["clip_padding_samples"])
+    ours, offset = F.pad_clip(clip, needed=needed, pad=model.manifest.head.clip_padding_samples)
     np.testing.assert_array_equal(ours, model.pad_clip(clip))
     assert ours[offset] == 1 and ours[offset - 1] == 0
     # A window ends at every point of a short clip: its first sample included.
