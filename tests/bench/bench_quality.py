@@ -397,7 +397,8 @@ def bench_keywords(args: argparse.Namespace, work: Path, sides: dict[str, Side],
                 model_path, took = train_model(work, f"{side_name}_{'-'.join(words)}_s{seed}", clips,
                                                side.background, base="speech", seed=seed)
                 acc = rule_accuracies(clip_scores(model_path, tests), words)
-                line = (f"{side_name:6} {'+'.join(words):24} seed {seed}: train {took:4.0f} s; clips "
+                trained = "kept" if np.isnan(took) else f"{took:4.0f} s"
+                line = (f"{side_name:6} {'+'.join(words):24} seed {seed}: train {trained}; clips "
                         + ", ".join(f"{k} {v:.1%}" for k, v in acc.items()))
                 for k, v in acc.items():
                     clips_acc.setdefault(k, []).append(v)
