@@ -468,7 +468,8 @@ def bench_esc(args: argparse.Namespace, work: Path, sides: dict[str, Side], bank
             hacc = float(np.mean([c.decided[i] == c.truth[i] for i in human]))
             results.append((acc, plain, hacc))
             base = Model.load(model_path).manifest.base
-            print(f"esc10 {side_name:6} seed {seed}: base {base}, train {took:.0f} s, "
+            trained = "kept" if np.isnan(took) else f"{took:.0f} s"
+            print(f"esc10 {side_name:6} seed {seed}: base {base}, train {trained}, "
                   f"classify {acc:.1%} (highest peak {plain:.1%}), human sounds {hacc:.1%}", flush=True)
         a = np.array(results)
         print(f"ESC10 {side_name.upper()} folds {train_folds} -> {test_fold}, 8 clips/class, --base {args.esc_base}: "
