@@ -159,3 +159,18 @@ def test_setup_refuses_32_bit_raspberry_pi_os_in_one_line(tmp_path: Path, arch: 
     assert lines[0].startswith(f"hark: error: 32-bit Raspberry Pi OS ({arch}) is not supported")
     assert "64-bit" in lines[0]
     assert not (tmp_path / ".venv").exists()
+
+
+@pytest.mark.skipif(not tools_ready(), reason="needs root and qemu-aarch64 registered with binfmt_misc")
+def test_a_root_in_use_is_one_line_not_a_second_run(tmp_path: Path) -> None:
+    import fcntl
+
+    (tmp_path / "trixie" / "etc").mkdir(parents=True)
+    (tmp_path / "trixie" / "etc" / "hark-pi-check.json").write_text("{}\n")
+    path = fake_bin(tmp_path, "qemu-aarch64-static", real=("unshare", "chroot"))
+    with open(tmp_path / ".trixie.lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # a check of trixie is running
+        proc = run(["--shell", "trixie", "--cache", str(tmp_path), "--", "true"], path=path)
+        one_error_line(proc, "another scripts/pi-check is using the trixie root")
+        proc = run(["--os", "trixie", "--cache", str(tmp_path), "--x86-hark", sys.executable], path=path)
+        one_error_line(proc, "another scripts/pi-check is using the trixie root")
