@@ -200,6 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-m", "--model", required=True, metavar="MODEL", help="model bundle folder")
     p.add_argument("audio", metavar="AUDIO_FILE", help="WAV, FLAC or OGG; any rate and channel count")
     p.add_argument("--json", action="store_true", help="one JSON line per detection")
+    p.add_argument("--gate", choices=("activity", "silence", "off"), default="activity",
+                   help="skip the network while the room is only its steady noise (activity, the default), "
+                        "only in digital silence, or never")
     p.set_defaults(run=_run_detect)
 
     p = _command(sub, "listen", "live per-class scores from the microphone",

@@ -108,14 +108,31 @@ class AudioConfig:
 
 
 @dataclass(frozen=True)
+class GateConfig:
+    """The activity gate (:mod:`hark.activity`): what counts as nothing happening, so nothing is computed."""
+
+    # activity: judged against the room's own noise floor; silence: only digital silence (-70 dBFS); off.
+    mode: Literal["activity", "silence", "off"] = "activity"
+    margin_db: float = field(default=9.0, metadata=_meta(minimum=0.0, maximum=60.0))
+    hold_s: float | None = field(default=1.0, metadata=_meta(minimum=0.08, maximum=30.0))
+
+    def settings(self) -> Any:
+        """As :class:`hark.activity.GateSettings` (the pipeline's)."""
+        from hark.activity import GateSettings
+
+        return GateSettings(mode=self.mode, margin_db=self.margin_db, hold_s=self.hold_s)
+
+
+@dataclass(frozen=True)
 class DetectionConfig:
-    """Overrides of the thresholds and refractory periods the trainer chose, and the second opinion."""
+    """Overrides of the thresholds and refractory periods the trainer chose, the second opinion, the gate."""
 
     thresholds: dict[str, float] = field(default_factory=dict,
                                          metadata=_meta(minimum=0.0, maximum=1.0, key=_check_label_key))
     refractory_s: dict[str, float] = field(default_factory=dict,
                                            metadata=_meta(minimum=0.0, maximum=600.0, key=_check_label_key))
     verify: bool = True
+    gate: GateConfig = field(default_factory=GateConfig)
 
 
 @dataclass(frozen=True)

@@ -63,6 +63,7 @@ def load_pipeline(config: Config, model: Any = None) -> Any:
         thresholds=dict(config.detection.thresholds) or None,
         refractory_s=dict(config.detection.refractory_s) or None,
         verify=config.detection.verify,
+        gate=config.detection.gate.settings(),
     )
 
 

@@ -32,7 +32,7 @@ def main(args: argparse.Namespace) -> int:
     # Progress only for a person watching a long file: never on a pipe, never mixed into --json.
     progress = sys.stderr.isatty() and not args.json
     count = 0
-    pipeline = Pipeline(model)
+    pipeline = Pipeline(model, gate=getattr(args, "gate", "activity"))
     with FileSource(args.audio) as source, tqdm(total=round(source.duration_s, 1), unit="s", desc="detect",
                                                 disable=not progress, leave=False, file=sys.stderr) as bar:
         def emit(detections: list[Detection]) -> None:

@@ -160,7 +160,11 @@ class LogMelFrontend(Frontend):
         if n <= 0:
             return np.zeros((0, *self.feature_shape), dtype=np.float32)
         idx = np.arange(win)[None, :] + hop * np.arange(n)[:, None]
-        frames = self._pending[idx] * self._window
+        # float64 on purpose: numpy 2's FFT keeps float32 input in float32, and a float32 product
+        # with the filters rounds differently by how many frames go through at once (features
+        # streamed in pieces would differ from the same audio in one batch); numpy 1 always did
+        # this in float64, so trained bundles see the same features under either version.
+        frames = self._pending[idx].astype(np.float64) * self._window
         power = np.abs(np.fft.rfft(frames, n=self.n_fft, axis=1)) ** 2
         self._pending = self._pending[n * hop:]
         return np.log(power @ self._filters.T + 1e-6).astype(np.float32)

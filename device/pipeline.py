@@ -7,16 +7,14 @@ changes nothing: the same audio gives the same detections whether it comes 1 or 
 at a time, and ``hark detect`` on a file gives what the daemon gives live.
 
 Times are stream times: a head window ending with feature ``k`` is stamped
-``frontend.feature_end(k) / 16000`` s, the end of the audio it has heard.
+``frontend.feature_end(k) / SAMPLE_RATE`` s, the end of the audio it has heard.
 
-Energy gate: when the audio has been digitally silent (no sample at or above ``GATE_LEVEL``,
--70 dBFS, about 10 steps of 16-bit audio) for longer than a head window spans, every further
-window would see nothing but that silence, so the frontend and head are not run at all; the
-detector is given zero scores for the windows skipped. The level is far below any microphone's
-noise floor in a room (typically -60 to -45 dBFS) and below the quietest word a mic picks up, so
-it saves CPU on muted inputs, digital silence and gaps in files, and never costs a quiet word.
-When sound returns, the frontend is restarted on the buffered audio of the last window's span
-(aligned to the feature grid), so what follows is computed exactly as without the gate.
+The activity gate (:mod:`hark.activity`): while the audio is only the room's steady noise, or
+digital silence, head windows that hold nothing active are not computed at all: neither the base
+network nor the head runs, and the detector is given background scores for them. Features are
+computed when a window that needs them is run, from the audio kept for that (one window's span),
+so when a sound begins the windows that hear its onset are computed at once, exactly as without
+the gate: the gate costs no latency, and a window it lets through scores as it would without it.
 """
 
 from __future__ import annotations
@@ -28,11 +26,10 @@ from typing import Any
 import numpy as np
 
 from hark import SAMPLE_RATE
+from hark.activity import HOP, ActivityGate, GateSettings, hold_samples
 from hark.detector import Detection, Detector, DetectorSettings
 from hark.model import Model
 from hark.verifier import Verifier
-
-GATE_LEVEL = 10 ** (-70 / 20)  # -70 dBFS peak
 
 
 class Pipeline:
@@ -40,16 +37,17 @@ class Pipeline:
 
     ``thresholds``, ``refractory_s`` and ``smoothing`` override the manifest's (a number for
     every class or a mapping per class), ``decision_s`` its decision period (see :mod:`hark.detector`).
-    ``energy_gate`` is ``True`` (the -70 dBFS gate above),
-    ``False``, or a peak level in dBFS. ``verify`` asks the bundle's verifier (:mod:`hark.verifier`)
-    for a second opinion before each detection, when the bundle has one.
+    ``gate`` is the activity gate's settings (:class:`hark.activity.GateSettings`, a mapping of
+    them, a mode name, or ``False`` for none); by default the room-relative gate. ``verify`` asks
+    the bundle's verifier (:mod:`hark.verifier`) for a second opinion before each detection, when
+    the bundle has one.
     """
 
     def __init__(self, model: Model, *, thresholds: Mapping[str, float] | float | None = None,
                  refractory_s: Mapping[str, float] | float | None = None,
                  smoothing: Mapping[str, int] | int | None = None,
                  decision_s: float | None = None,
-                 energy_gate: bool | float = True, verify: bool = True) -> None:
+                 gate: GateSettings | Mapping[str, Any] | str | bool | None = None, verify: bool = True) -> None:
         self.model = model
         self.settings = DetectorSettings.resolve(
             model.bundle.classes, model.manifest.detection,
@@ -64,17 +62,14 @@ class Pipeline:
         self.stride = model.stride
         self.hop = self.frontend.hop_samples
         self.span = self.frontend.receptive_samples + (self.window - 1) * self.hop
-        if energy_gate is True:
-            self.gate_level: float | None = GATE_LEVEL
-        elif energy_gate is False or energy_gate is None:
-            self.gate_level = None
-        else:
-            self.gate_level = 10 ** (float(energy_gate) / 20)
+        self.gate_settings = GateSettings.of(gate)
+        self.hold = hold_samples(self.gate_settings, self.span)
+        self.gate = ActivityGate(self.gate_settings) if self.gate_settings.mode != "off" else None
         self.padding = model.manifest.head.clip_padding_samples
         self._silence = np.zeros(len(model.labels))
         self._silence[0] = 1.0  # what a window of silence scores: all background
-        self.head_runs = 0  # head invocations, for tests and the cost benchmark
-        self.gated_windows = 0  # windows skipped by the energy gate
+        # Audio kept for computing a window's features when it is run: one window span plus alignment.
+        self._keep = self.span + self.frontend.first_end + 2 * self.hop + 2 * HOP
         self.reset()
 
     def reset(self) -> None:
@@ -83,21 +78,23 @@ class Pipeline:
         self.detector.reset()
         if self.verifier is not None:
             self.verifier.reset()
+        if self.gate is not None:
+            self.gate.reset()
         self.samples = 0  # samples received
-        self._offset = 0  # stream sample at which the frontend was last reset (a multiple of hop)
-        self._feature_base = 0  # stream feature index of the frontend's feature 0
-        self._next_feature = 0  # stream index of the next feature to take
+        self.head_runs = 0  # head invocations, for tests and the cost benchmark
+        self.gated_windows = 0  # windows the gate scored as background without running anything
+        self.frontend_features = 0  # features the frontend computed (base network runs)
+        self._next_window = self.window - 1  # stream feature index ending the next window to decide
         self._features: deque[np.ndarray] = deque(maxlen=self.window)
         self._last_index = -1  # stream index of the newest feature in self._features
-        self._gated = False
-        self._last_loud = -1  # stream sample index of the last sample at or above the gate
-        # Audio kept for restarting the frontend after the gate: one window span plus alignment slack.
+        self._running = False  # whether the frontend's state continues from self._last_index
+        self._pushed = 0  # stream sample up to which audio went into the frontend (when running)
         self._recent = np.zeros(0, dtype=np.float32)
-        self._keep = self.span + self.frontend.first_end + 2 * self.hop
+        self._recent_start = 0  # stream sample of self._recent[0]
 
     @property
     def time_s(self) -> float:
-        """Stream time: samples received so far / 16000."""
+        """Stream time: samples received so far / ``SAMPLE_RATE``."""
         return self.samples / SAMPLE_RATE
 
     @property
@@ -115,32 +112,11 @@ class Pipeline:
         samples = np.asarray(chunk, dtype=np.float32).reshape(-1)
         if len(samples) == 0:
             return []
-        start = self.samples
         self.samples += len(samples)
-        if self.gate_level is None:
-            return self._run(samples)
-        loud = np.flatnonzero(np.abs(samples) >= self.gate_level)
-        if len(loud):
-            self._last_loud = start + int(loud[-1])
-        # Whole chunk plus what came before, so a restart can reach back one window span (trimmed below).
         self._recent = np.concatenate([self._recent, samples])
-        try:
-            if self._gated:
-                if len(loud):
-                    return self._resume(start + int(loud[0]))
-                return self._skip_silent_windows()
-            out = self._run(samples)
-        finally:
-            self._recent = self._recent[-self._keep:]
-        # Every window not yet computed ends after the next feature; if its span starts after the last loud
-        # sample, it (and all that follow until sound returns) would hear silence only.
-        if self.feature_end(self._next_feature) - self.span > self._last_loud:
-            self._gated = True
-            self._features.clear()
-            if self.verifier is not None:
-                self.verifier.reset()
-            out += self._skip_silent_windows()
-        return out
+        if self.gate is not None:
+            self.gate.push(samples)
+        return self._decide()
 
     def flush(self) -> list[Detection]:
         """End of input: feed quiet padding so the last sound is fully heard, and return what that completes.
@@ -149,63 +125,80 @@ class Pipeline:
         clip), so a word at the very end of a file is seen as it was in training; detections may
         therefore be stamped up to that long after the last real sample.
         """
-        return self.process(np.zeros(self.padding, dtype=np.float32))
+        out = self.process(np.zeros(self.padding, dtype=np.float32))
+        if self.gate is not None and self.gate.judged < self.samples:
+            self.gate.push(np.zeros(self.gate.judged + HOP - self.samples, dtype=np.float32))  # judge the last hop
+            out += self._decide()
+        return out
 
-    def _run(self, samples: np.ndarray) -> list[Detection]:
+    def _decide(self) -> list[Detection]:
+        """Run or skip every window whose audio is there (and, with the gate, judged), in order."""
         out: list[Detection] = []
-        features = self.frontend.push(samples)
-        for local, feature in enumerate(features):
-            index = self._feature_base + self.frontend.features_emitted - len(features) + local
-            if index < self._next_feature - self.window:
-                continue  # warm-up features from before anything still to be computed
-            self._features.append(feature)
+        judged = self.gate.judged if self.gate is not None else self.samples
+        while self.feature_end(self._next_window) <= self.samples:
+            index = self._next_window
+            end = self.feature_end(index)
+            if self.gate is not None and -(-end // HOP) * HOP > judged:
+                break  # its last hop is not judged yet: decided with the next samples
+            if (index + 1) % self.stride == 0:
+                if self.gate is None or self.gate.any_active(end - self.hold, end):
+                    out += self._run_window(index)
+                else:
+                    out += self._skip_window(index)
+            self._next_window += 1
+        self._trim()
+        return out
+
+    def _trim(self) -> None:
+        """Keep the audio the next windows may need, and forget active hops no window can reach."""
+        drop = len(self._recent) - self._keep
+        if drop > 0:
+            self._recent = self._recent[drop:]
+            self._recent_start += drop
+        if self.gate is not None:
+            self.gate.forget(self.feature_end(self._next_window) - self.hold)
+
+    def _compute_features(self, index: int) -> None:
+        """Bring the features up to stream feature ``index``, the ``window`` before it included."""
+        first = index - self.window + 1
+        if not self._running or self._last_index < first - 1:
+            # Restart the frontend so that its first feature is stream feature ``first``: features are
+            # computed from their own audio only, so they come out as they would have continuously.
+            self.frontend.reset()
+            self._features.clear()
             if self.verifier is not None:
-                self.verifier.push(feature)
-            self._last_index = index
-            if index < self._next_feature:
-                continue  # history only: its windows were already scored (or skipped)
-            self._next_feature = index + 1
-            if index >= self.window - 1 and (index + 1) % self.stride == 0 and len(self._features) == self.window:
-                scores = self.model.head(np.stack(self._features)[None])[0]
-                self.head_runs += 1
-                out += self.detector.update(scores, self.feature_end(index) / SAMPLE_RATE)
-        return out
+                self.verifier.reset()
+            self._pushed = self.feature_end(first) - self.frontend.first_end
+            self._last_index = first - 1
+            self._running = True
+        end = self.feature_end(index)
+        if self._pushed < self._recent_start:
+            raise RuntimeError("pipeline: the audio a window needs was no longer kept")
+        audio = self._recent[self._pushed - self._recent_start:end - self._recent_start]
+        self._pushed = end
+        # A hop at a time, as the microphone gives it: the networks keep their input sizes (a resize
+        # re-allocates the interpreter, which costs more than the work) after a restart too.
+        piece = max(self.hop, HOP)
+        for start in range(0, len(audio), piece):
+            for feature in self.frontend.push(audio[start:start + piece]):
+                self._last_index += 1
+                self.frontend_features += 1
+                self._features.append(feature)
+                if self.verifier is not None:
+                    self.verifier.push(feature)
 
-    def _skip_silent_windows(self) -> list[Detection]:
-        """While gated: give the detector zero scores for each window whose end has been reached."""
-        out: list[Detection] = []
-        while self.feature_end(self._next_feature) <= self.samples:
-            out += self._skip_window()
-        return out
+    def _run_window(self, index: int) -> list[Detection]:
+        self._compute_features(index)
+        scores = self.model.head(np.stack(self._features)[None])[0]
+        self.head_runs += 1
+        return self.detector.update(scores, self.feature_end(index) / SAMPLE_RATE)
 
-    def _skip_window(self) -> list[Detection]:
-        """Score the next window as pure background without running anything."""
-        index = self._next_feature
-        self._next_feature += 1
-        if index < self.window - 1 or (index + 1) % self.stride:
-            return []
+    def _skip_window(self, index: int) -> list[Detection]:
+        """Score a window as pure background without running anything."""
         self.gated_windows += 1
+        if self._running and self._last_index < index - self.window:
+            self._running = False  # the features kept are too old to continue from
         return self.detector.update(self._silence, self.feature_end(index) / SAMPLE_RATE)
-
-    def _resume(self, first_loud: int) -> list[Detection]:
-        """Sound is back at stream sample ``first_loud``: restart the frontend on the buffered audio before it."""
-        # Windows ending before the loud sample are silent: give them their zero scores first.
-        out: list[Detection] = []
-        while self.feature_end(self._next_feature) <= first_loud:
-            out += self._skip_window()
-        # The first window still to compute starts at feature (next - window + 1); restart the frontend early
-        # enough that this feature is its own, on the hop grid the stream has always had.
-        first_feature = max(0, self._next_feature - self.window + 1)
-        wanted = self.feature_end(first_feature) - self.frontend.first_end  # the frontend's sample 0
-        recent_start = self.samples - len(self._recent)
-        restart = max(wanted, recent_start)
-        restart = -(-restart // self.hop) * self.hop  # up to the grid
-        self.frontend.reset()
-        self._offset = restart
-        self._feature_base = restart // self.hop
-        self._features.clear()
-        self._gated = False
-        return out + self._run(self._recent[restart - recent_start:])
 
     def run(self, chunks: Any) -> list[Detection]:
         """Every detection of an iterable of chunks, flushed at the end (``hark detect``)."""

@@ -35,9 +35,10 @@ import soundfile as sf
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from hark import SAMPLE_RATE  # noqa: E402
 from hark.audiofile import resample  # noqa: E402
 
-SR = 16000
+SR = SAMPLE_RATE
 WORDS = ("lights", "music")
 DISTRACTORS = ("light", "magic", "night", "museum", "kitchen", "hello", "stop", "yes", "no", "coffee",
                "window", "seven", "open", "water", "door", "morning", "mister", "lightning")

@@ -1,8 +1,8 @@
 """The trainable head (Keras) and its export to TFLite.
 
 Heads are small on purpose: with 8 clips a class, the pretrained base does the hearing and the
-head only has to tell a few embeddings apart. Only ops that ``tflite_runtime`` 2.14 (the Pi's
-runtime on Python 3.11) has are used: convolutions, pooling, fully-connected, softmax.
+head only has to tell a few embeddings apart. Only long-standing builtin ops (ones that even
+``tflite_runtime`` 2.14 has) are used: convolutions, pooling, fully-connected, softmax.
 """
 
 from __future__ import annotations

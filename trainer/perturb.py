@@ -33,7 +33,8 @@ def _stretch(samples: np.ndarray, rate: float, *, n_fft: int = 512, hop: int = 1
     window = np.hanning(n_fft).astype(np.float32)
     n_frames = 1 + (len(samples) - n_fft) // hop
     idx = np.arange(n_fft)[None, :] + hop * np.arange(n_frames)[:, None]
-    spectrum = np.fft.rfft(samples[idx] * window, axis=1)
+    # float64 as numpy 1 computed it; numpy 2 would keep float32 input in float32.
+    spectrum = np.fft.rfft(samples[idx].astype(np.float64) * window, axis=1)
     steps = np.arange(0, n_frames - 1, rate)
     expected = 2 * np.pi * hop * np.arange(n_fft // 2 + 1) / n_fft
     phase = np.angle(spectrum[0])

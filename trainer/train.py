@@ -27,6 +27,7 @@ import numpy as np
 from tqdm import tqdm
 
 from hark import __version__
+from hark.activity import GateSettings, active_hops, hold_samples, open_windows
 from hark.audiofile import SAMPLE_RATE
 from hark.basemodels import BASE_FILES, fetch_base
 from hark.bundle import MANIFEST, check_output, write_bundle
@@ -366,6 +367,8 @@ HARD_WINDOWS = 1500
 HARD_SCORE = 0.2  # a bank window scoring this for any class is a hard negative
 SOUNDALIKES_PER_CLASS = 20  # bank stretches nearest each class's clips (trainer.soundalikes)
 SOUNDALIKE_COPIES = 2  # ... each also over the user's background, this many times
+# The device's default activity gate (hark.activity): calibration scores what it would skip as background.
+CALIBRATION_GATE = GateSettings()
 HELD_OUT_EVERY = 5  # every 5th bank clip is kept for calibration, never trained on
 CALIBRATION_BANK_S = 1800.0
 CALIBRATION_COPIES = 12  # positives per class in the calibration stream (held-back clips, varied)
@@ -437,8 +440,13 @@ def mine_hard(model: Any, pool: np.ndarray, *, limit: int) -> np.ndarray:
     return pool[idx[np.argsort(-top[idx])][:limit]]
 
 
-def stream_scores(model: Any, recipe: F.Recipe, fe: Frontend, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Head scores and their stream times (s) over a recording's features, windows as the pipeline forms them."""
+def stream_scores(model: Any, recipe: F.Recipe, fe: Frontend, features: np.ndarray,
+                  active: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Head scores and their stream times (s) over a recording's features, windows as the pipeline forms them.
+
+    Given the recording's ``active`` hops (:func:`hark.activity.active_hops`), the windows the
+    device's activity gate would not run are scored as background, as the device scores them.
+    """
     n = len(features) - recipe.window + 1
     starts = [s for s in range(max(0, n)) if (s + recipe.window) % max(1, recipe.stride) == 0]
     if not starts:
@@ -446,8 +454,13 @@ def stream_scores(model: Any, recipe: F.Recipe, fe: Frontend, features: np.ndarr
     from hark.trainer import head as H
 
     scores = H.scores(model, F.stack_windows(features, starts, recipe.window))
-    times = np.array([fe.feature_end(s + recipe.window - 1) for s in starts]) / SAMPLE_RATE
-    return scores, times
+    ends = np.array([fe.feature_end(s + recipe.window - 1) for s in starts])
+    if active is not None:
+        hold = hold_samples(CALIBRATION_GATE, F.span_samples(fe, recipe.window))
+        closed = ~open_windows(active, ends, hold_samples=hold)
+        scores[closed] = 0.0
+        scores[closed, 0] = 1.0  # background, as the pipeline scores a window it skips
+    return scores, ends / SAMPLE_RATE
 
 
 def calibrate_head(model: Any, recipe: F.Recipe, fe: Frontend, labels: list[str], val: Split, bank: Bank | None,
@@ -480,10 +493,12 @@ def calibrate_head(model: Any, recipe: F.Recipe, fe: Frontend, labels: list[str]
                 if k >= len(clips) or val.noise:
                     x = F.in_noise(rng, x, (s + offset, e + offset), val.noise)
                 events.append((label, ((s + offset) / SAMPLE_RATE, (e + offset) / SAMPLE_RATE)))
+                heard.append(active_hops(x, CALIBRATION_GATE))
                 yield x
 
-    for features, (label, event) in zip(fe.transform_many(positives()), events):
-        scores, times = stream_scores(model, recipe, fe, features)
+    heard: list[np.ndarray] = []  # each recording's active hops, for the activity gate (in the order made)
+    for features, (label, event), active in zip(fe.transform_many(positives()), events, heard):
+        scores, times = stream_scores(model, recipe, fe, features, active)
         segments.append(Segment(scores=scores, times=times, target=labels[label], features=features, event=event))
 
     def negatives() -> Iterator[np.ndarray]:
@@ -495,12 +510,18 @@ def calibrate_head(model: Any, recipe: F.Recipe, fe: Frontend, labels: list[str]
                 log.warning("negative bank: %s; left out of calibration", err)
                 continue
             x, offset = F.pad_clip(samples, needed=needed, pad=recipe.clip_padding_samples)
-            yield F.in_noise(rng, x, (offset, offset + len(samples)), val.noise)
+            x = F.in_noise(rng, x, (offset, offset + len(samples)), val.noise)
+            heard.append(active_hops(x, CALIBRATION_GATE))
+            yield x
         chunk = int(BACKGROUND_SEGMENT_S * SAMPLE_RATE)
-        yield from (b[i:i + chunk] for b in val.noise for i in range(0, len(b), chunk))
+        for b in val.noise:
+            for i in range(0, len(b), chunk):
+                heard.append(active_hops(b[i:i + chunk], CALIBRATION_GATE))
+                yield b[i:i + chunk]
 
-    for features in fe.transform_many(negatives()):
-        scores, times = stream_scores(model, recipe, fe, features)
+    heard.clear()
+    for features, active in zip(fe.transform_many(negatives()), heard):
+        scores, times = stream_scores(model, recipe, fe, features, active)
         if len(times):
             segments.append(Segment(scores=scores, times=times, features=features))
     hours = sum(seg.duration_s for seg in segments) / 3600

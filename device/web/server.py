@@ -25,11 +25,11 @@ import contextlib
 import json
 import logging
 import os
-import queue
 import re
 import tempfile
 import threading
 import time
+import urllib.parse
 import zipfile
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 from aiohttp import WSMsgType, web
 
-from hark import review
+from hark import SAMPLE_RATE, review
 from hark.config import WebConfig
 from hark.errors import HarkError
 from hark.labels import BACKGROUND, BACKGROUND_DIR, UNKNOWN_DIR, check_label, is_valid_label
@@ -108,7 +108,9 @@ class WebServer:
         self._wake: asyncio.Event | None = None
         self._record: _RecordJob | None = None
         self._record_task: asyncio.Task[None] | None = None
-        self._saved: queue.Queue[Path] = queue.Queue()
+        # Paths the recorder saved (clips and captures alike), for a recording in progress; bounded, so
+        # months of captures with nobody recording cost nothing.
+        self._saved: collections.deque[Path] = collections.deque(maxlen=64)
         self._model_lock = threading.Lock()
         self._frontend = frontend_for(daemon.model.manifest)
 
@@ -130,7 +132,7 @@ class WebServer:
 
     def saved(self, path: Path) -> None:
         """A clip or capture is on disk (the recorder's writer thread)."""
-        self._saved.put(path)
+        self._saved.append(path)
 
     def model_changed(self) -> None:
         """The daemon swapped its model: the live spectrogram follows the new model's frontend."""
@@ -298,10 +300,13 @@ class WebServer:
                                    headers={"Retry-After": str(int(wait) + 1)})
             return _error(429, f"too many wrong passwords; try again in {wait:.0f} s",
                           headers={"Retry-After": str(int(wait) + 1)})
-        if request.content_length is not None and request.content_length > MAX_FORM_BYTES:
+        # Read by hand, at most MAX_FORM_BYTES: anyone may post here, and request.post() would take a body
+        # as large as an upload.
+        body = await request.content.read(MAX_FORM_BYTES + 1)
+        if len(body) > MAX_FORM_BYTES:
             return _error(413, "too long")
-        form = await request.post()
-        password = form.get("password")
+        form = urllib.parse.parse_qs(body.decode("utf-8", "replace"), max_num_fields=4)
+        password = (form.get("password") or [None])[0]
         if not isinstance(password, str) or len(password) > 1024 or not self.auth.check_password(client, password):
             log.warning("web: wrong password from %s", client)
             if request.headers.get("Accept", "").startswith("application/json"):
@@ -388,7 +393,7 @@ class WebServer:
     def _hello(self) -> dict[str, Any]:
         return {"type": "hello", "classes": self.daemon.classes, "thresholds": self._thresholds(),
                 "recent": list(self._detections), "state": self.state(), "mels": self._frontend.feature_shape[0],
-                "frames_per_s": 16000 / self._frontend.hop_samples}
+                "frames_per_s": SAMPLE_RATE / self._frontend.hop_samples}
 
     def _poke(self) -> None:
         if self._wake is not None:
@@ -502,8 +507,7 @@ class WebServer:
                     job.left_s = left
                     self._poke()
                     await asyncio.sleep(min(0.25, left))
-                while not self._saved.empty():
-                    self._saved.get_nowait()
+                self._saved.clear()
                 if not recorder.request_clip(job.label, job.seconds, trusted=True):
                     raise HarkError("the recorder refused (another clip is being recorded, or the dataset is "
                                     "full); see the log")
@@ -514,8 +518,8 @@ class WebServer:
                 while time.monotonic() < deadline and path is None:
                     job.left_s = max(0.0, job.left_s - 0.1)
                     await asyncio.sleep(0.1)
-                    while not self._saved.empty():
-                        saved = self._saved.get_nowait()
+                    while self._saved:
+                        saved = self._saved.popleft()
                         if saved.parent == folder:
                             path = saved
                 if path is None:

@@ -102,6 +102,9 @@ recording:
     ("model: m\nmqtt:\n  password: x\n", 3, "mqtt.password", "needs a 'username'"),
     ("model: m\nrecording:\n  clip_seconds: [1]\n", 3, "recording.clip_seconds", "expected a single value"),
     ("model: m\naudio: 5\n", 2, "audio", "expected a mapping"),
+    ("model: m\ndetection:\n  gate:\n    mode: sometimes\n", 4, "detection.gate.mode", "not one of activity"),
+    ("model: m\ndetection:\n  gate:\n    margin_db: -1\n", 4, "detection.gate.margin_db", "out of range"),
+    ("model: m\ndetection:\n  gate:\n    hold_s: 0\n", 4, "detection.gate.hold_s", "out of range"),
     ("model:\n", 1, "model", "must not be empty"),
     ("gpio: {}\n", 1, "model", "required"),
     ("model: m\nmodel: n\n", 2, "model", "given twice"),
@@ -169,6 +172,14 @@ def test_shipped_example_config_loads() -> None:
     config = load_config(ROOT / "config" / "hark.yaml")
     assert config.model.name
     assert config.mqtt is not None
+
+
+def test_gate_settings_reach_the_pipeline_settings(tmp_path: Path) -> None:
+    default = load_config(write(tmp_path, "model: m\n")).detection.gate.settings()
+    assert default.mode == "activity" and default.hold_s == 1.0
+    config = load_config(write(tmp_path, "model: m\ndetection:\n  gate: {mode: silence, margin_db: 12, hold_s: 1.5}\n"))
+    settings = config.detection.gate.settings()
+    assert (settings.mode, settings.margin_db, settings.hold_s) == ("silence", 12.0, 1.5)
 
 
 @pytest.mark.parametrize(("text", "line", "key", "problem"), [

@@ -82,7 +82,7 @@ def refused(capsys: pytest.CaptureFixture[str], bundle: Path, clip: Path, *expec
     return line
 
 
-# ----------------------------------------------------------------- one test per finding of issue 21
+# ---------------------------------------------- one test per way a manifest's values have been found to break hark
 
 
 def test_detection_of_the_wrong_type(bundle: Path, clip: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -60,10 +60,14 @@ def test_silence_and_noise_trigger_nothing(model: Model, tmp_path: Path) -> None
     assert run_chunks(pipeline, np.zeros(20 * SR, np.float32), 1280) == []
     # Digital silence: the energy gate kept the head (and the frontend) from running at all.
     assert pipeline.head_runs == 0 and pipeline.gated_windows > 200
-    noise_only = write_stream(tmp_path / "noise.wav", [], seconds=20.0, seed=5)
+    noise = sf.read(write_stream(tmp_path / "noise.wav", [], seconds=20.0, seed=5), dtype="float32")[0]
+    pipeline = Pipeline(model, gate="silence")
+    assert run_chunks(pipeline, noise, 1280) == []
+    assert pipeline.head_runs > 200 and pipeline.gated_windows == 0  # noise is not silence: every window scored
+    # The room's own steady noise: after the gate's warm-up nothing more runs.
     pipeline = Pipeline(model)
-    assert run_chunks(pipeline, sf.read(noise_only, dtype="float32")[0], 1280) == []
-    assert pipeline.head_runs > 200  # noise is not silence: every window was scored
+    assert run_chunks(pipeline, noise, 1280) == []
+    assert pipeline.head_runs < 40 and pipeline.gated_windows > 200
 
 
 @pytest.mark.parametrize("chunk", [1280, 7000, 160, 33333])
@@ -90,7 +94,7 @@ def test_energy_gate_skips_digital_silence_without_changing_detections(model: Mo
     cut = int(5.0 * SR)
     gapped = np.concatenate([gap, audio[:cut], gap, audio[cut:], gap])
     events = [(t + 6.0 + (6.0 if t >= 5.0 else 0.0), label) for t, label in EVENTS]
-    gated, ungated = Pipeline(model), Pipeline(model, energy_gate=False)
+    gated, ungated = Pipeline(model), Pipeline(model, gate=False)
     with_gate = run_chunks(gated, gapped, 1280)
     without = run_chunks(ungated, gapped, 1280)
     assert_matches_events(with_gate, events)
@@ -106,7 +110,7 @@ def test_energy_gate_never_drops_a_quiet_sound(model: Model) -> None:
     audio = np.zeros(4 * SR, np.float32)
     audio[SR:SR + int(0.4 * SR)] = beep(rng) * 0.02  # -34 dBFS peak in digital silence: far above the gate
     assert [(d.label, d.time_s) for d in run_chunks(Pipeline(model), audio, 1280)] == \
-        [(d.label, d.time_s) for d in run_chunks(Pipeline(model, energy_gate=False), audio, 1280)]
+        [(d.label, d.time_s) for d in run_chunks(Pipeline(model, gate=False), audio, 1280)]
 
 
 def test_a_44k_stereo_file_gives_the_same_detections(model: Model, stream: Path, tmp_path: Path) -> None:

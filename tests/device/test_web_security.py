@@ -4,6 +4,7 @@ uploads checked before anything is written, and no start without a password off 
 from __future__ import annotations
 
 import io
+import shutil
 import subprocess
 import sys
 import urllib.request
@@ -62,6 +63,9 @@ def test_unauthenticated_requests_get_only_the_login_page(daemon: Daemon) -> Non
 
 def test_wrong_password_and_the_session_cookie(daemon: Daemon) -> None:
     client = Client(daemon.url)
+    huge = client.request("POST", "/login", b"password=" + b"x" * 100_000,
+                          headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert huge.status == 413  # read no further than a password's worth
     assert client.login("wrong").status == 401
     assert client.request("GET", "/api/status").status == 401
     reply = client.login()
@@ -288,3 +292,33 @@ def test_the_page_over_tls(tone_bundle: Path, stream: Path, tmp_path: Path) -> N
         assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
         assert result.stderr.splitlines()[-1].startswith("hark: error: web.tls: cannot use")
     assert result.stderr.startswith("hark: error: web.tls")  # run: refused before the model is even loaded
+
+
+def test_a_deployed_model_is_used_at_the_next_start_and_a_vanished_one_is_not(tone_bundle: Path,
+                                                                              tmp_path: Path) -> None:
+    import json
+
+    from hark.config import load_config
+    from hark.web.models import models_dir, write_active
+
+    config_path = tmp_path / "hark.yaml"
+    config_path.write_text(f"model: {tone_bundle}\nstate_dir: {tmp_path / 'state'}\nweb: {{}}\n")
+    config = load_config(config_path)
+    deployed = models_dir(config) / "20260101-000000-000000-dings"
+    shutil.copytree(tone_bundle, deployed)
+    manifest = json.loads((deployed / "manifest.json").read_text())
+    manifest["name"] = "dings"
+    (deployed / "manifest.json").write_text(json.dumps(manifest))
+    write_active(config, deployed, Path(tone_bundle))
+
+    def check() -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "hark", "check", "-c", str(config_path)], cwd=ROOT,
+                              capture_output=True, text=True, timeout=60)
+
+    first = check()
+    assert first.returncode == 0, first.stderr
+    assert "ok    model    dings" in first.stdout and "deployed from the page" in first.stderr
+    shutil.rmtree(deployed)
+    second = check()
+    assert second.returncode == 0, second.stderr
+    assert "ok    model    tone" in second.stdout

@@ -1,7 +1,7 @@
 """``hark train`` end to end on generated data: bundle contents, report, classify and evaluate.
 
 Training runs in a subprocess through the real command line (the ``trained_tone_bundle`` fixtures), so
-TensorFlow stays out of the test process and the bundle is run on tflite_runtime as on the Pi.
+TensorFlow stays out of the test process and the bundle is run on the small runtime (ai-edge-litert) as on the Pi.
 """
 
 from __future__ import annotations
