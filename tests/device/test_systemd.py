@@ -187,8 +187,10 @@ def test_the_daemon_makes_only_syscalls_the_unit_allows(pulse_server, broker, to
         f"mqtt:\n  host: {broker.host}\n  port: {broker.port}\n  device_id: traced\n"
     )
     trace = tmp_path / "trace.log"
+    unit_env = dict(line.split("=", 1) for line in directives(UNIT).get("Environment", []))
     proc = subprocess.Popen([strace, "-f", "-qq", "-o", str(trace), sys.executable, "-m", "hark", "run", "-c",
-                             str(config)], env={**pulse_server.env(), "PYTHONPATH": str(ROOT)}, cwd=tmp_path,
+                             str(config)], env={**pulse_server.env(), **unit_env, "PYTHONPATH": str(ROOT)},
+                            cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines: list[str] = []
     listening = threading.Event()
