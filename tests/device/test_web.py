@@ -220,6 +220,11 @@ def test_clips_recorded_on_the_page_land_in_the_dataset(page: Any, daemon: Daemo
     page.locator("#clips .card button.delete").first.click()
     wait_js(page, "document.querySelectorAll('#clips .card').length == 1")
     assert len(list((daemon.folder / "dataset" / "clap").glob("*.wav"))) == 1  # type: ignore[attr-defined]
+    page.click("#rec-background")
+    page.wait_for_selector("#rec-status:text('1 clip(s) of background saved')", timeout=30000)
+    (noise,) = (daemon.folder / "dataset" / "_background_noise_").glob("*.wav")  # type: ignore[attr-defined]
+    assert sf.info(str(noise)).frames == 16000  # recording.background_seconds
+    wait_js(page, "document.querySelector('#clips-title').textContent == 'Clips of background'")
 
 
 def test_a_capture_marked_wrong_lands_in_unknown(page: Any, daemon: Daemon) -> None:
