@@ -118,7 +118,9 @@ def cpu_description() -> list[str]:
     if platform.machine() in ("x86_64", "AMD64"):
         lines.append("AVX-512: " + ("yes" if "avx512f" in flags else "no"))
     if os.environ.get("QEMU_CPU"):
-        lines.append(f"emulated: QEMU_CPU={os.environ['QEMU_CPU']} (instruction counts, not a real core's timing)")
+        # Under qemu-user, /proc/cpuinfo is the host's: the model and flags above are not the emulated core's.
+        lines.append(f"emulated: QEMU_CPU={os.environ['QEMU_CPU']} on the CPU above (/proc/cpuinfo is the "
+                     "host's); CPU times are the emulator's work, so only ratios mean anything")
     return lines
 
 
@@ -135,22 +137,22 @@ def run_child(cmd: list[str], env: dict[str, str]) -> tuple[dict[str, object], f
     return (json.loads(lines[-1]) if lines else {}), usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
 
 
-def make_stream(path: Path, *, seed: int, extra: list[str]) -> None:
+def make_stream(path: Path, *, seed: int, extra: list[str], minutes: float) -> None:
     real = SHARED / "data" / "real"
     subprocess.run([sys.executable, str(SHARED / "data" / "make_stream.py"), str(path),
                     "--targets", str(real / "keywords"), "--distractors", str(real / "esc10"), str(real / "speech"),
-                    "--noise", str(real / "background"), "--minutes", f"{STREAM_MINUTES:g}", "--seed", str(seed),
+                    "--noise", str(real / "background"), "--minutes", f"{minutes:g}", "--seed", str(seed),
                     *extra], check=True, stdout=subprocess.DEVNULL)
 
 
-def steady_stream(path: Path, *, seed: int) -> None:
+def steady_stream(path: Path, *, seed: int, minutes: float) -> None:
     """A room's steady background: pieces of 30-120 s of the steady recordings, each at its own constant level."""
     import soundfile as sf
 
     rng = np.random.default_rng(seed)
     sources = [sf.read(SHARED / "data" / "real" / "background" / f"{name}.flac", dtype="float32")[0]
                for name in STEADY_SOURCES]
-    n = int(STREAM_MINUTES * 60 * SR)
+    n = int(minutes * 60 * SR)
     bed = np.zeros(n, np.float32)
     pos = 0
     while pos < n:
@@ -163,18 +165,18 @@ def steady_stream(path: Path, *, seed: int) -> None:
     sf.write(path, bed / (np.abs(bed).max() + 1e-9) * 0.5, SR, subtype="PCM_16")
 
 
-def streams(work: Path, names: list[str]) -> dict[str, Path]:
+def streams(work: Path, names: list[str], minutes: float = STREAM_MINUTES) -> dict[str, Path]:
     """The benchmark's streams, built once in ``work``."""
     work.mkdir(parents=True, exist_ok=True)
     builders = {
-        "steady": lambda p: steady_stream(p, seed=11),
-        "busy": lambda p: make_stream(p, seed=9, extra=["--gap-min", "0.1", "--gap-max", "0.5",
-                                                         "--distractor-share", "0.6"]),
-        "mixed": lambda p: make_stream(p, seed=7, extra=[]),
+        "steady": lambda p: steady_stream(p, seed=11, minutes=minutes),
+        "busy": lambda p: make_stream(p, seed=9, minutes=minutes, extra=["--gap-min", "0.1", "--gap-max", "0.5",
+                                                                          "--distractor-share", "0.6"]),
+        "mixed": lambda p: make_stream(p, seed=7, minutes=minutes, extra=[]),
     }
     out = {}
     for name in names:
-        path = work / f"{name}_{STREAM_MINUTES:g}min.wav"
+        path = work / f"{name}_{minutes:g}min.wav"
         if not path.exists():
             print(f"building {path}", flush=True)
             builders[name](path)
@@ -198,15 +200,18 @@ def main() -> int:
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/hark-bench/cost"))
     parser.add_argument("--rounds", type=int, default=3, help="alternations; each system keeps its least CPU")
     parser.add_argument("--streams", default="steady,busy,mixed")
+    parser.add_argument("--minutes", type=float, default=STREAM_MINUTES,
+                        help="each stream's length (shorter under emulation)")
     parser.add_argument("--oww-python", default=sys.executable,
                         help="a Python with openwakeword==0.4.0 and onnxruntime (default: this one)")
     args = parser.parse_args()
     env = {**os.environ, "HARK_CACHE_DIR": os.environ.get("HARK_CACHE_DIR", str(SHARED / "models")),
-           "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
+           "PYTHONPATH": os.pathsep.join(p for p in (os.environ.get("PYTHONPATH"), str(ROOT)) if p),
+           "TF_CPP_MIN_LOG_LEVEL": "2"}
     for line in cpu_description():
         print(line)
     names = [n.strip() for n in args.streams.split(",") if n.strip()]
-    files = streams(args.workdir, names)
+    files = streams(args.workdir, names, args.minutes)
     model = args.model
     if model is None:
         import bench_streaming
@@ -245,7 +250,7 @@ def main() -> int:
         best[(stream, "hark detect")] = {"audio_s": best[(stream, "hark")]["audio_s"], "loop_cpu_s": total,
                                          "total_cpu_s": total, "peak_mb": peak}
 
-    print(f"\nleast CPU of {args.rounds} alternating rounds, 10-minute streams, 80 ms chunks")
+    print(f"\nleast CPU of {args.rounds} alternating rounds, {args.minutes:g}-minute streams, 80 ms chunks")
     print(f"{'stream':<8} {'system':<24} {'audio-s/CPU-s':>14} {'whole process':>14} {'peak MB':>8}  notes")
     for stream in files:
         for system in [*systems, "hark detect"]:

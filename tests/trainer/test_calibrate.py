@@ -101,3 +101,33 @@ def test_a_segment_shorter_than_the_rows_kept_around_activity_is_kept_whole():
     assert len(trimmed.times) == len(short.times)
     far = around_activity(segment(0.9, target="up", seconds=4.0, at=0.4), 1, floor=0.85, rows=8)
     assert far.times[-1] == 4.0 and len(far.times) < 50
+
+
+def test_calibration_scores_what_the_device_gate_skips_as_background():
+    import keras
+
+    from hark.activity import HOP as GATE_HOP
+    from hark.activity import active_hops
+    from hark.frontend import LogMelFrontend
+    from hark.trainer import features as F
+    from hark.trainer.train import CALIBRATION_GATE, stream_scores
+
+    rng = np.random.default_rng(0)
+    sr = 16000
+    audio = (rng.standard_normal(8 * sr) * 0.01).astype(np.float32)  # a steady room
+    audio[5 * sr:5 * sr + 4000] += np.sin(np.arange(4000) * 0.4).astype(np.float32) * 0.3  # a sound at 5 s
+    fe = LogMelFrontend()
+    recipe = F.RECIPES["none"]
+    features = fe.transform(audio)
+    model = keras.Sequential([keras.Input((recipe.window, *fe.feature_shape)), keras.layers.Flatten(),
+                              keras.layers.Dense(2, activation="softmax")])
+    plain, times = stream_scores(model, recipe, fe, features)
+    gated, gated_times = stream_scores(model, recipe, fe, features, active_hops(audio, CALIBRATION_GATE))
+    assert np.array_equal(times, gated_times)
+    skipped = (gated[:, 0] == 1.0) & (gated[:, 1] == 0.0)
+    ends = np.round(times * sr)
+    # After the gate's first second, the steady room is skipped; the windows hearing the sound are not.
+    assert skipped[(ends > 2.2 * sr) & (ends < 4.9 * sr)].all()
+    hearing = (ends > 5 * sr + GATE_HOP) & (ends < 5.5 * sr)
+    assert hearing.any() and not skipped[hearing].any()
+    assert np.allclose(gated[~skipped], plain[~skipped])
