@@ -5,7 +5,8 @@
 
 Each benchmark is its own script in this folder (bench_fewshot.py: few-shot accuracy on real
 keywords and ESC-10; bench_streaming.py: recall, false alarms and latency on a 30-minute
-stream; bench_cost.py: CPU and memory against openWakeWord). They run one after another (the
+stream; bench_quality.py: the same on a dev and a sealed split, keyword sets rotated, five seeds;
+bench_cost.py: CPU and memory against openWakeWord). They run one after another (the
 machine has few cores and each wants them all), their full output goes to ``DIR/<name>.log``,
 and their results are gathered into one table for the README's Performance section.
 
@@ -33,6 +34,7 @@ ROOT = HERE.parent.parent
 BENCHMARKS = {
     "fewshot": ("bench_fewshot.py", []),
     "streaming": ("bench_streaming.py", ["--workdir", "{work}/streaming"]),
+    "quality": ("bench_quality.py", ["--workdir", "{work}/quality"]),
     "cost": ("bench_cost.py", ["--workdir", "{work}/cost", "--model", "{work}/streaming/model_speech"]),
 }
 PROGRESS = re.compile(r"\r|\d+%\|")

@@ -366,8 +366,21 @@ def pct(values: list[float]) -> str:
     return f"mean {np.mean(values):6.2%}  worst {np.min(values):6.2%}" if values else "-"
 
 
+def tts_folders(work: Path, which: list[str], words: tuple[str, ...]) -> list[Path]:
+    """Spoken-word folders (:mod:`hark.trainer.ttswords`, espeak-ng) added to the bank: ``common`` (1000 frequent
+    English words, one voice each), ``soundalike`` (40 dictionary words nearest each trained keyword, three
+    voices each). Synthetic voices, in training only: no stream holds them."""
+    from hark.trainer.ttswords import common_words, soundalike_words, synth_words
+
+    out = []
+    if "common" in which:
+        out.append(synth_words(common_words(1000, exclude=KEYWORDS), work / "tts" / "common", voices=1))
+    if "soundalike" in which:
+        out += [synth_words(soundalike_words(w, 40), work / "tts" / f"soundalike_{w}", voices=3) for w in words]
+    return out
+
+
 def bench_keywords(args: argparse.Namespace, work: Path, sides: dict[str, Side], bank: Path) -> None:
-    os.environ["HARK_NEGATIVES"] = str(bank)
     seeds = list(range(1, args.seeds + 1))
     for side_name in args.sides:
         side = sides[side_name]
@@ -377,13 +390,15 @@ def bench_keywords(args: argparse.Namespace, work: Path, sides: dict[str, Side],
             if index not in args.sets:
                 continue
             stream = None if args.no_stream else build_stream(work, side, words, index, args.minutes)
+            os.environ["HARK_NEGATIVES"] = os.pathsep.join(map(str, [bank, *tts_folders(work, args.tts, words)]))
             tests = {w: side.test_pool[w] for w in KEYWORDS}
             for seed in seeds:
                 clips = draw(side.train_pool, words, 8, seed)
                 model_path, took = train_model(work, f"{side_name}_{'-'.join(words)}_s{seed}", clips,
                                                side.background, base="speech", seed=seed)
                 acc = rule_accuracies(clip_scores(model_path, tests), words)
-                line = (f"{side_name:6} {'+'.join(words):24} seed {seed}: train {took:4.0f} s; clips "
+                trained = "kept" if np.isnan(took) else f"{took:4.0f} s"
+                line = (f"{side_name:6} {'+'.join(words):24} seed {seed}: train {trained}; clips "
                         + ", ".join(f"{k} {v:.1%}" for k, v in acc.items()))
                 for k, v in acc.items():
                     clips_acc.setdefault(k, []).append(v)
@@ -398,13 +413,13 @@ def bench_keywords(args: argparse.Namespace, work: Path, sides: dict[str, Side],
         print(f"\n== {side_name.upper()}: {len(clips_acc.get('classify', [])) // len(seeds)} keyword sets x "
               f"{len(seeds)} seeds, 8 clips a keyword")
         for key, values in clips_acc.items():
-            print(f"KEYWORD CLIPS {key:<30} {pct(values)}  ({len(values)} trainings)")
+            print(f"{side_name.upper()} KEYWORD CLIPS {key:<30} {pct(values)}  ({len(values)} trainings)")
         if not args.no_stream:
-            print_streams(runs)
+            print_streams(runs, side_name.upper())
         print(flush=True)
 
 
-def print_streams(runs: dict[int, list[tuple[Path, Path, StreamResult]]]) -> None:
+def print_streams(runs: dict[int, list[tuple[Path, Path, StreamResult]]], side: str) -> None:
     """Stream numbers per seed, each seed's streams (one per keyword set) pooled: recall over all their
     targets, false detections over all their hours, so no rate is read off a quarter of an hour."""
     recall, fph, p95, at = [], [], [], []
@@ -415,15 +430,15 @@ def print_streams(runs: dict[int, list[tuple[Path, Path, StreamResult]]]) -> Non
         p95.append(float(np.percentile([x for r in results for x in r.latencies], 95)))
         at.append(recall_at_rates([(m, s) for m, s, _ in group]))
     first = [r for _, _, r in next(iter(runs.values()))]
-    print(f"STREAM: {sum(r.hours for r in first):.2f} h and {sum(r.targets for r in first)} targets a seed")
-    print(f"STREAM RECALL                {pct(recall)}")
-    print(f"STREAM FALSE DETECTIONS/H    mean {np.mean(fph):6.2f}  worst {np.max(fph):6.2f}")
-    print(f"STREAM P95 LATENCY           mean {np.mean(p95):6.2f} s worst {np.max(p95):6.2f} s")
+    print(f"{side} STREAM: {sum(r.hours for r in first):.2f} h and {sum(r.targets for r in first)} targets a seed")
+    print(f"{side} STREAM RECALL                {pct(recall)}")
+    print(f"{side} STREAM FALSE DETECTIONS/H    mean {np.mean(fph):6.2f}  worst {np.max(fph):6.2f}")
+    print(f"{side} STREAM P95 LATENCY           mean {np.mean(p95):6.2f} s worst {np.max(p95):6.2f} s")
     for rate in RATES:
         values = [a[rate] or 0.0 for a in at]  # a seed that never gets within the rate counts 0
-        print(f"STREAM RECALL AT {rate:g}/H       {pct(values)}  (head alone, one threshold for every class)")
+        print(f"{side} STREAM RECALL AT {rate:g}/H       {pct(values)}  (head alone, one threshold for every class)")
     cost = [r.cpu_per_audio_s for group in runs.values() for _, _, r in group]
-    print(f"DAEMON CPU PER AUDIO SECOND  {np.mean(cost) * 1000:.1f} ms")
+    print(f"{side} DAEMON CPU PER AUDIO SECOND  {np.mean(cost) * 1000:.1f} ms")
 
 
 def bench_esc(args: argparse.Namespace, work: Path, sides: dict[str, Side], bank: Path) -> None:
@@ -471,6 +486,8 @@ def main() -> int:
     parser.add_argument("--sets", type=int, nargs="*", default=list(range(len(KEYWORD_SETS))),
                         help="which keyword sets (0-3: the three pairs, then all three)")
     parser.add_argument("--tag", help="models are kept under WORKDIR/models/TAG (default: the commit)")
+    parser.add_argument("--tts", default=[], type=lambda s: [x for x in s.split(",") if x],
+                        help="spoken words added to the negative bank: common, soundalike (comma-separated)")
     parser.add_argument("--no-stream", action="store_true", help="keyword clips only")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/hark-bench/quality"))
     args = parser.parse_args()
