@@ -285,9 +285,10 @@ def test_an_uploaded_bundle_replaces_the_running_one_and_rollback_restores_it(
     sub.close()
 
 
-def test_nothing_was_lost_across_the_swaps(daemon: Daemon, events: Subscriber) -> None:
+def test_nothing_was_lost_across_the_swaps(page: Any, daemon: Daemon, events: Subscriber) -> None:
     """Two model swaps later: every detection is an event, once, in order, and the stream clock never
-    slipped (no audio skipped): each detection sits at the same place after its sound, 3 s apart."""
+    slipped (no audio skipped): each detection sits at the same place after its sound, 3 s apart.
+    The swaps are the page's (the upload test before this one), so it needs the browser too."""
     printed = daemon.detections()
     assert len(printed) >= 4
     events.wait_for(lambda: len(events.on("hark/test/event")) >= len(printed), timeout=10)
