@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from hark import SAMPLE_RATE
 from hark.config import Config, load_config
 from hark.detector import Detection
 from hark.errors import HarkError
@@ -193,7 +194,8 @@ class Daemon:
         """Run ``model`` from the next audio chunk on, without stopping (called from the page's thread).
 
         The new pipeline is built here, off the audio thread; the loop swaps it in between two
-        chunks, so no audio is skipped, and queued MQTT events are not touched. Raises
+        chunks, after feeding it the last window's worth of audio from the recorder, so no audio is
+        skipped or heard late, and queued MQTT events are not touched. Raises
         :class:`HarkError` when the loop did not take it within ``timeout`` seconds.
         """
         pipeline = load_pipeline(self.config, model)
@@ -207,7 +209,16 @@ class Daemon:
         pipeline, self._swap = self._swap, None
         if pipeline is None:
             return
-        self._time_offset += self.pipeline.time_s
+        consumed = self._time_offset + self.pipeline.time_s  # stream seconds so far, on the recorder's clock
+        primed = 0
+        if self.recorder is not None:
+            # The new model hears the last window's worth of audio first, so a sound going on across the
+            # swap is judged whole and on time; what that priming detects was the old model's to judge.
+            history = self.recorder.history(pipeline.model.span_samples / SAMPLE_RATE + 0.5)
+            if len(history):
+                pipeline.process(history)
+            primed = len(history)
+        self._time_offset = consumed - primed / SAMPLE_RATE
         self.pipeline, self.model = pipeline, pipeline.model
         self.model_name = self.model.bundle.name
         self.classes = self.model.bundle.classes

@@ -55,6 +55,7 @@ from hark.config import Config, MqttConfig
 from hark.detector import Detection
 from hark.errors import HarkError
 from hark.labels import BACKGROUND
+from hark.loglimit import LogLimit
 from hark.recorder import ClipRequest, parse_record_payload
 
 log = logging.getLogger(__name__)
@@ -615,6 +616,7 @@ class MqttPublisher:
         self._announced_at = -ANNOUNCE_MIN_S
         self._announce_due = False
         self._ignored_retained: set[str] = set()
+        self._bad_commands = LogLimit(log)  # anyone on the broker can send them: their warnings are bounded
         self._idle = threading.Condition()
         self._connected = threading.Event()
         self._stopping = False
@@ -828,7 +830,7 @@ class MqttPublisher:
                     self.on_mute(muted)
             elif message.topic == self.topic("record/set"):
                 command = parse_record(message.payload, max_seconds=self.record_max_s)
-                log.info("MQTT: record %s%s", command.label or BACKGROUND,
+                log.debug("MQTT: record %s%s", command.label or BACKGROUND,
                          f" for {command.seconds:g} s" if command.seconds else "")
                 if self.on_record:
                     self.on_record(command)
@@ -837,7 +839,8 @@ class MqttPublisher:
                 if self.on_wrong:
                     self.on_wrong()
         except HarkError as err:
-            log.warning("MQTT: ignored a bad command on %s: %s", message.topic, err)
+            self._bad_commands.warning(message.topic[:200], "MQTT: ignored a bad command on %s: %s",
+                                       message.topic, err)
         except Exception:  # a command must never take the network thread down
             log.exception("MQTT: command on %s failed", message.topic)
 

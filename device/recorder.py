@@ -42,6 +42,7 @@ from hark import SAMPLE_RATE, __version__
 from hark.clipfile import free_path, save_clip, timestamp, write_json, write_wav
 from hark.errors import HarkError
 from hark.labels import BACKGROUND, BACKGROUND_DIR, check_label, is_valid_label
+from hark.loglimit import LogLimit
 
 log = logging.getLogger(__name__)
 
@@ -215,6 +216,7 @@ class Recorder:
         self._used_bytes = 0
         self._used_at = -math.inf
         self._over_cap = False
+        self._refusals = LogLimit(log)  # requests come from outside (MQTT, the page): their warnings are bounded
         # The ring must hold a whole capture window plus the detector's latency.
         ring_seconds = max(history_seconds, capture_seconds + 1.0)
         self._ring = np.zeros(int(round(ring_seconds * sample_rate)), dtype=np.float32)
@@ -318,7 +320,7 @@ class Recorder:
                 raise HarkError(f"record: {label!r} is not a class of the model nor listed in recording.labels "
                                 f"(allowed: {', '.join(sorted(self.labels)) or 'none'}, background)")
         except HarkError as err:
-            log.warning("%s; nothing recorded", err)
+            self._refusals.warning("request", "%s; nothing recorded", err)
             return False
         if self._full():
             return False
@@ -329,8 +331,8 @@ class Recorder:
                 log.warning("record: the recorder is stopped; nothing recorded")
                 return False
             if self._clip is not None:
-                log.warning("record: already recording %s; request for %s ignored",
-                            _shown(self._clip.label), _shown(label))
+                self._refusals.warning("busy", "record: already recording %s; request for %s ignored",
+                                       _shown(self._clip.label), _shown(label))
                 return False
             if not trusted and not self._rate_allows():
                 return False

@@ -47,7 +47,7 @@ from hark.errors import HarkError
 from hark.labels import BACKGROUND, BACKGROUND_DIR, UNKNOWN_DIR, check_label, is_valid_label
 from hark.web import STATIC_DIR, tls_context
 from hark.web.auth import COOKIE, CSRF_HEADER, Auth, Session
-from hark.web.spectrogram import frontend_for, picture, to_bytes
+from hark.web.spectrogram import frontend_for, levels, picture, to_bytes
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +112,10 @@ class WebServer:
         # months of captures with nobody recording cost nothing.
         self._saved: collections.deque[Path] = collections.deque(maxlen=64)
         self._model_lock = threading.Lock()
-        self._frontend = frontend_for(daemon.model.manifest)
+        # What the live spectrogram is drawn with, made when a page first opens (for a speech model it loads
+        # two TFLite models) and again after a model swap; used on the server's loop thread only.
+        self._drawn_for: Any = None
+        self._drawn: Any = None
 
     # ------------------------------------------------------------ daemon side (audio thread)
 
@@ -133,10 +136,6 @@ class WebServer:
     def saved(self, path: Path) -> None:
         """A clip or capture is on disk (the recorder's writer thread)."""
         self._saved.append(path)
-
-    def model_changed(self) -> None:
-        """The daemon swapped its model: the live spectrogram follows the new model's frontend."""
-        self._frontend = frontend_for(self.daemon.model.manifest)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -392,8 +391,15 @@ class WebServer:
 
     def _hello(self) -> dict[str, Any]:
         return {"type": "hello", "classes": self.daemon.classes, "thresholds": self._thresholds(),
-                "recent": list(self._detections), "state": self.state(), "mels": self._frontend.feature_shape[0],
-                "frames_per_s": SAMPLE_RATE / self._frontend.hop_samples}
+                "recent": list(self._detections), "state": self.state(), "mels": self._drawing().feature_shape[0],
+                "frames_per_s": SAMPLE_RATE / self._drawing().hop_samples}
+
+    def _drawing(self) -> Any:
+        """The running model's spectrogram frontend (see ``_drawn``), made again after a model swap."""
+        if self._drawn_for is not self.daemon.model:
+            self._drawn_for = self.daemon.model
+            self._drawn = frontend_for(self._drawn_for)
+        return self._drawn
 
     def _poke(self) -> None:
         if self._wake is not None:
@@ -401,15 +407,14 @@ class WebServer:
 
     async def _push_loop(self) -> None:
         """While a page is open: scores, new spectrogram columns, detections and state, PUSH_HZ at most."""
-        frontend_of = None
-        frontend = self._frontend.clone()
+        frontend = self._drawing()
+        frontend.reset()
         last_seq = self._detection_seq
         last_model = self.daemon.model_name
         try:
             while self._clients:
                 started = time.monotonic()
-                if frontend_of is not self._frontend:
-                    frontend_of, frontend = self._frontend, self._frontend.clone()
+                frontend = self._drawing()
                 chunks = []
                 while self._audio:
                     chunks.append(self._audio.popleft())
@@ -417,7 +422,7 @@ class WebServer:
                 if chunks:
                     features = frontend.push(np.concatenate(chunks))
                     if len(features):
-                        columns = base64.b64encode(to_bytes(features).tobytes()).decode()
+                        columns = base64.b64encode(to_bytes(features, *levels(frontend)).tobytes()).decode()
                 message: dict[str, Any] = {"type": "live", "scores": _rounded(self.daemon.pipeline.last_scores),
                                            "spec": columns, "state": self.state()}
                 if self.daemon.model_name != last_model:
@@ -666,7 +671,7 @@ class WebServer:
         if kind == "wav":
             return web.FileResponse(audio, headers={"Content-Type": "audio/wav"})
         try:
-            data = await self._run(picture, audio, self.daemon.model.manifest)
+            data = await self._run(picture, audio, self.daemon.model)
         except Exception as err:  # an unreadable file is a missing picture, not a broken page
             log.warning("web: no spectrogram of %s (%s)", audio, err)
             raise web.HTTPNotFound() from None
@@ -744,7 +749,6 @@ class WebServer:
             await self._run(self.daemon.swap_model, model)
             await self._run(models.write_active, self.daemon.config, path, previous)
             await self._run(models.prune, self.daemon.config, {path, previous})
-            self.model_changed()
             log.info("web: model %s deployed from %s (previous: %s)", model.bundle.name, path, previous)
             self._poke()
             return web.json_response({"ok": True, "name": model.bundle.name, "labels": model.bundle.classes})
@@ -770,7 +774,6 @@ class WebServer:
                 return _error(400, f"cannot roll back: {err}")
             await self._run(self.daemon.swap_model, model)
             await self._run(models.write_active, config, previous, current)
-            self.model_changed()
             log.info("web: rolled back to %s", previous)
             self._poke()
             return web.json_response({"ok": True, "name": model.bundle.name, "labels": model.bundle.classes})

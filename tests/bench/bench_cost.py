@@ -184,6 +184,11 @@ def streams(work: Path, names: list[str], minutes: float = STREAM_MINUTES) -> di
     return out
 
 
+def speed(value: float) -> str:
+    """Audio-s per CPU-s, with decimals where it is small (under emulation it is below 1)."""
+    return f"{value:.0f}" if value >= 10 else f"{value:.2f}"
+
+
 def openwakeword_available(python: str) -> str | None:
     """Why openWakeWord 0.4.0 cannot be run with ``python``, or None if it can."""
     probe = subprocess.run([python, "-c", "import openwakeword, onnxruntime; "
@@ -265,8 +270,8 @@ def main() -> int:
                 note = f"{r['model']}, onnxruntime"
             elif system == "hark detect":
                 note = "the whole command, start-up included"
-            print(f"{stream:<8} {system:<24} {audio_s / float(r['loop_cpu_s']):>14.0f} "  # type: ignore[arg-type]
-                  f"{audio_s / float(r['total_cpu_s']):>14.0f} {float(r['peak_mb']):>8.0f}  {note}")  # type: ignore[arg-type]
+            print(f"{stream:<8} {system:<24} {speed(audio_s / float(r['loop_cpu_s'])):>14} "  # type: ignore[arg-type]
+                  f"{speed(audio_s / float(r['total_cpu_s'])):>14} {float(r['peak_mb']):>8.0f}  {note}")  # type: ignore[arg-type]
     heavy = sorted({m for (s, system), r in best.items() if system == "hark"
                     for m in r.get("heavy_modules", [])})  # type: ignore[union-attr]
     if heavy:

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 import shutil
+import signal
 import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -111,3 +117,116 @@ def test_sandbox_keeps_what_hark_uses() -> None:
     assert "MemoryDenyWriteExecute" not in d, "soundfile's cffi callbacks need writable executable memory"
     assert d["UMask"] == ["0027"] and d["StateDirectoryMode"] == ["0750"]
     assert d["ProtectProc"] == ["invisible"] and "ProcSubset" not in d  # TFLite reads /proc/cpuinfo
+
+
+def syscall_groups() -> dict[str, list[str]]:
+    """Every group `systemd-analyze syscall-filter` knows, with its members (syscalls and @groups)."""
+    tool = shutil.which("systemd-analyze")
+    if tool is None:
+        pytest.skip("systemd-analyze is not installed (apt-get install systemd)")
+    text = subprocess.run([tool, "syscall-filter", "--no-pager"], capture_output=True, text=True, timeout=60).stdout
+    groups: dict[str, list[str]] = {}
+    current = None
+    for line in text.splitlines():
+        if line.startswith("@"):
+            current = line.strip()
+            groups[current] = []
+        elif current and line.strip() and not line.strip().startswith("#"):
+            groups[current].append(line.strip())
+    return groups
+
+
+def expand(groups: dict[str, list[str]], name: str) -> set[str]:
+    out: set[str] = set()
+    for member in groups.get(name, []):
+        out |= expand(groups, member) if member.startswith("@") else {member}
+    return out
+
+
+def unit_allows(groups: dict[str, list[str]]) -> set[str]:
+    """The syscalls the unit's SystemCallFilter= lines let through (an allow list, then deny lists)."""
+    allowed: set[str] = set()
+    for value in directives(UNIT)["SystemCallFilter"]:
+        names = value.lstrip("~").split()
+        chosen = set().union(*(expand(groups, n) if n.startswith("@") else {n} for n in names))
+        allowed = allowed - chosen if value.startswith("~") else allowed | chosen
+    return allowed
+
+
+# SQLite gives its journal files the database's owner with fchown, but only when it runs as root;
+# under the unit hark is the hark user and never makes the call (refused, it would be EPERM anyway).
+ONLY_AS_ROOT = {"fchown"} if os.geteuid() == 0 else set()
+SYSCALL = re.compile(r"^\d+\s+(?:<\.\.\. )?([a-z0-9_]+)[( ]")
+
+
+def traced_children(pid: int) -> list[int]:
+    """The process ids strace ``pid`` started (from /proc)."""
+    children: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            children += [int(c) for c in (task / "children").read_text().split()]
+    return children
+
+
+@pytest.mark.slow
+def test_the_daemon_makes_only_syscalls_the_unit_allows(pulse_server, broker, tone_bundle: Path,
+                                                        tmp_path: Path) -> None:
+    """hark run with the microphone (PulseAudio through ALSA), MQTT, mock GPIO, captures and the outbox,
+    traced by strace: every system call it makes passes the unit's SystemCallFilter=."""
+    strace = shutil.which("strace")
+    if strace is None:
+        pytest.skip("strace is not installed (apt-get install strace; scripts/setup installs it)")
+    from tests.fixtures.synth import write_stream
+
+    allowed = unit_allows(syscall_groups())
+    assert {"read", "ioctl", "connect", "openat"} <= allowed and "mount" not in allowed  # the parse worked
+    config = tmp_path / "hark.yaml"
+    config.write_text(
+        f"model: {tone_bundle}\nstate_dir: {tmp_path / 'state'}\naudio:\n  device: pulse\n"
+        "gpio: {mock: true, leds: {beep: 17, chirp: 27}}\nrecording: {capture: true}\n"
+        f"mqtt:\n  host: {broker.host}\n  port: {broker.port}\n  device_id: traced\n"
+    )
+    trace = tmp_path / "trace.log"
+    unit_env = dict(line.split("=", 1) for line in directives(UNIT).get("Environment", []))
+    proc = subprocess.Popen([strace, "-f", "-qq", "-o", str(trace), sys.executable, "-m", "hark", "run", "-c",
+                             str(config)], env={**pulse_server.env(), **unit_env, "PYTHONPATH": str(ROOT)},
+                            cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    listening = threading.Event()
+
+    def pump() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            lines.append(line)
+            if "listening for" in line:
+                listening.set()
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    try:
+        assert listening.wait(120), "".join(lines)[-3000:]
+        time.sleep(1.0)
+        pulse_server.play(write_stream(tmp_path / "room.wav", [(0.5, "beep"), (2.0, "chirp")], seconds=4.0))
+        time.sleep(3.0)  # detections published, captures written
+    finally:
+        # SIGTERM to strace would only detach it; the traced hark is strace's child.
+        for pid in traced_children(proc.pid) or [proc.pid]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        try:
+            out, _ = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            for pid in traced_children(proc.pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            proc.kill()
+            out, _ = proc.communicate(timeout=30)
+        reader.join(10)
+    err = "".join(lines)
+    assert proc.returncode == 0, err[-3000:]
+    assert "audio input 'pulse'" in err and "MQTT: connected" in err, err[-3000:]
+    assert out.strip(), "it heard the sounds played into the room"
+    used = {m.group(1) for line in trace.read_text(errors="replace").splitlines() if (m := SYSCALL.match(line))}
+    assert len(used) > 40, sorted(used)
+    assert sorted(used - allowed - ONLY_AS_ROOT) == []

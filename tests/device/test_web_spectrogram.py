@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from hark.bundle import load_bundle
-from hark.frontend import LogMelFrontend
-from hark.web.spectrogram import HIGH, LOW, PALETTE, frontend_for, picture, png, to_bytes
+from hark.frontend import LogMelFrontend, SpeechFrontend
+from hark.model import Model
+from hark.web.spectrogram import HIGH, LOW, PALETTE, SpeechMel, frontend_for, levels, picture, png, to_bytes
 
 
 def decode(data: bytes) -> np.ndarray:
@@ -42,15 +42,36 @@ def test_levels_map_to_the_palette_with_low_bands_at_the_bottom() -> None:
 
 
 def test_a_base_none_model_is_drawn_with_its_own_frontend(tone_bundle: Path, tmp_path: Path) -> None:
-    manifest = load_bundle(tone_bundle).manifest
-    frontend = frontend_for(manifest)
+    model = Model.load(tone_bundle)
+    manifest = model.manifest
+    frontend = frontend_for(model)
     assert isinstance(frontend, LogMelFrontend)
     assert frontend.feature_shape == tuple(manifest.frontend.feature_shape)
     assert frontend.hop_samples == manifest.frontend.hop_samples
     t = np.arange(16000) / 16000
     sf.write(tmp_path / "tone.wav", (0.5 * np.sin(2 * np.pi * 1000 * t)).astype(np.float32), 16000)
-    pixels = decode(picture(tmp_path / "tone.wav", manifest))
+    pixels = decode(picture(tmp_path / "tone.wav", model))
     features = frontend.transform(sf.read(tmp_path / "tone.wav", dtype="float32")[0])
     # exactly the frames the head sees (for --base none), time left to right, low bands at the bottom
     assert (pixels == PALETTE[to_bytes(features).T[::-1]]).all()
     assert to_bytes(features).max() > 128  # the tone shows up bright
+
+
+def test_a_speech_model_is_drawn_with_the_mel_frames_its_embedding_sees(speech_tone_bundle: Path,
+                                                                       tmp_path: Path) -> None:
+    model = Model.load(speech_tone_bundle)
+    drawn = frontend_for(model)
+    assert isinstance(drawn, SpeechMel) and drawn.feature_shape == (32,) and drawn.hop_samples == 160
+    t = np.arange(24000) / 16000
+    sf.write(tmp_path / "tone.wav", (0.3 * np.sin(2 * np.pi * 800 * t)).astype(np.float32), 16000)
+    samples = sf.read(tmp_path / "tone.wav", dtype="float32")[0]
+    # streamed in uneven pieces, the same frames as the speech frontend computes in one go
+    pieces = [drawn.push(samples[i:i + 700]) for i in range(0, len(samples), 700)]
+    streamed = np.concatenate(pieces)
+    speech = model.new_frontend()
+    assert isinstance(speech, SpeechFrontend)
+    whole = speech._run_mel(samples[:len(streamed) * 160 + 480])
+    np.testing.assert_allclose(streamed, whole, atol=1e-4)
+    pixels = decode(picture(tmp_path / "tone.wav", model))
+    assert pixels.shape[0] == 32
+    assert (pixels == PALETTE[to_bytes(frontend_for(model).transform(samples), *levels(drawn)).T[::-1]]).all()
