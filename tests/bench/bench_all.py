@@ -134,8 +134,8 @@ def table(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", default=",".join(BENCHMARKS), help="comma-separated: " + ", ".join(BENCHMARKS))
-    parser.add_argument("--logs", type=Path, default=Path("/tmp/hark-bench-all"),
-                        help="folder for the logs and the benchmarks' work (default /tmp/hark-bench-all)")
+    parser.add_argument("--logs", type=Path, default=Path("build/bench/all"),
+                        help="folder for the logs and the benchmarks' work (default build/bench/all)")
     args = parser.parse_args()
     names = [n.strip() for n in args.only.split(",") if n.strip()]
     unknown = [n for n in names if n not in BENCHMARKS]

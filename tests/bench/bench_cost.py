@@ -202,7 +202,7 @@ def openwakeword_available(python: str) -> str | None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, help="a --base speech bundle (default: bench_streaming's)")
-    parser.add_argument("--workdir", type=Path, default=Path("/tmp/hark-bench/cost"))
+    parser.add_argument("--workdir", type=Path, default=Path("build/bench/cost"))
     parser.add_argument("--rounds", type=int, default=3, help="alternations; each system keeps its least CPU")
     parser.add_argument("--streams", default="steady,busy,mixed")
     parser.add_argument("--minutes", type=float, default=STREAM_MINUTES,
@@ -221,7 +221,7 @@ def main() -> int:
     if model is None:
         import bench_streaming
 
-        trained, _ = bench_streaming.prepare(Path("/tmp/hark-bench/streaming"), minutes=30.0, per_class=8,
+        trained, _ = bench_streaming.prepare(Path("build/bench/streaming"), minutes=30.0, per_class=8,
                                              base="speech", fresh=False)
         model = args.workdir / "model"  # a copy, so a retraining over there cannot pull it away mid-run
         if not model.exists():

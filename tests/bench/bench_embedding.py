@@ -1,6 +1,6 @@
 """Can the speech embedding be made cheaper? Quantized copies of it: how close, and how fast, per runtime.
 
-    .venv/bin/python tests/bench/bench_embedding.py [--out /tmp/hark-bench/embedding] [--python ...]
+    .venv/bin/python tests/bench/bench_embedding.py [--out build/bench/embedding] [--python ...]
 
 A ``.tflite`` file cannot be quantized again by TensorFlow's converter, which starts from a
 TensorFlow model; but ``embedding_model.tflite`` is a plain stack of 20 convolutions, leaky ReLUs
@@ -119,7 +119,7 @@ def embed(model: Path | bytes, windows: np.ndarray) -> np.ndarray:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("/tmp/hark-bench/embedding"))
+    parser.add_argument("--out", type=Path, default=Path("build/bench/embedding"))
     parser.add_argument("--python", nargs="*", default=[sys.executable],
                         help="Pythons to time the copies in (each with tflite-runtime or ai-edge-litert)")
     args = parser.parse_args()

@@ -1,7 +1,7 @@
 """What the activity gate costs in detection: the same trained model over the same stream, gated and ungated.
 
     nice -n 5 .venv/bin/python tests/bench/bench_gate.py [--sides dev,sealed] [--seeds 1]
-        [--workdir /tmp/hark-bench/gate] [--hold-s 1.0 ...]
+        [--workdir build/bench/gate] [--hold-s 1.0 ...]
 
 - dev: ``bench_streaming.py``'s model (8 clips a keyword, seed 0) and its 30-minute stream;
 - sealed: ``bench_quality.py``'s sealed side: a model trained on 8 clips of each of the three
@@ -89,7 +89,7 @@ def report(side: str, name: str, stream: Path, model_path: Path, gates: dict[str
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workdir", type=Path, default=Path("/tmp/hark-bench/gate"))
+    parser.add_argument("--workdir", type=Path, default=Path("build/bench/gate"))
     parser.add_argument("--sides", default="dev,sealed", type=lambda s: s.split(","))
     parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--minutes", type=float, default=15.0, help="the sealed stream's length")

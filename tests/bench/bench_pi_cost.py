@@ -142,7 +142,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--os", default="bookworm", help="the cached root to measure in (default: bookworm)")
     parser.add_argument("--cache", type=Path, default=ROOT / "build" / "pi-roots")
-    parser.add_argument("--workdir", type=Path, default=Path("/tmp/hark-bench/pi-cost"))
+    parser.add_argument("--workdir", type=Path, default=Path("build/bench/pi-cost"))
     parser.add_argument("--minutes", type=float, default=2.0, help="length of the stream (default 2)")
     parser.add_argument("--repeats", type=int, default=3, help="alternations of the two; least CPU kept (default 3)")
     parser.add_argument("--no-x86", action="store_true", help="skip the same runners on this machine's CPU")

@@ -1,7 +1,7 @@
 """Detection quality on recordings nobody tuned on: a dev and a sealed side, rotated keyword sets, seeds.
 
     nice -n 5 .venv/bin/python tests/bench/bench_quality.py [keywords] [esc] [--sides dev,sealed]
-        [--seeds 5] [--minutes 15] [--workdir /tmp/hark-bench/quality] [--no-stream]
+        [--seeds 5] [--minutes 15] [--workdir build/bench/quality] [--no-stream]
 
 Every source is split in code (:func:`splits`), reproducibly, with no file on both sides:
 
@@ -490,7 +490,7 @@ def main() -> int:
     parser.add_argument("--tts", default=[], type=lambda s: [x for x in s.split(",") if x],
                         help="spoken words added to the negative bank: common, soundalike (comma-separated)")
     parser.add_argument("--no-stream", action="store_true", help="keyword clips only")
-    parser.add_argument("--workdir", type=Path, default=Path("/tmp/hark-bench/quality"))
+    parser.add_argument("--workdir", type=Path, default=Path("build/bench/quality"))
     args = parser.parse_args()
     if not REAL.is_dir():
         print(f"bench_quality: {REAL} is not there; nothing to measure")

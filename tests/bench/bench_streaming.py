@@ -10,7 +10,7 @@ those clips are kept out of the stream): right when its label matches a target a
 the target's start and 1.5 s after its end; every other detection is false. Latency is the
 detection's stream time minus the end of its target word.
 
-    .venv/bin/python tests/bench/bench_streaming.py [--workdir /tmp/hark-bench/streaming] [--minutes 30]
+    .venv/bin/python tests/bench/bench_streaming.py [--workdir build/bench/streaming] [--minutes 30]
 
 Targets: recall >= 95%, <= 2 false detections per hour, p95 latency <= 0.5 s. The work folder keeps
 the stream and the model between runs (``--fresh`` rebuilds them); nothing is written in the repository.
@@ -257,7 +257,7 @@ def print_recall_at_rates_verified(model: Model, stream: Path, targets: list[Tar
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workdir", type=Path, default=Path("/tmp/hark-bench/streaming"))
+    parser.add_argument("--workdir", type=Path, default=Path("build/bench/streaming"))
     parser.add_argument("--minutes", type=float, default=30.0)
     parser.add_argument("--per-class", type=int, default=8)
     parser.add_argument("--base", default="speech")
