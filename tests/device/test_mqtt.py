@@ -78,8 +78,14 @@ def test_event_state_availability_and_discovery_on_the_wire(broker: Broker, tmp_
     # A late subscriber sees the retained documents, with the retain flag set.
     late = Subscriber(broker, ["hark/#", "homeassistant/#"])
     try:
-        late.wait_for(lambda: late.on("hark/kitchen/availability") and late.on("homeassistant/event/hark_kitchen/"
-                                                                                 "detection/config"))
+        # The broker hands a new subscriber its retained messages in no promised order: wait for all of them.
+        retained = ["hark/kitchen/availability", "hark/kitchen/state",
+                    "homeassistant/event/hark_kitchen/detection/config",
+                    "homeassistant/sensor/hark_kitchen/model/config",
+                    "homeassistant/switch/hark_kitchen/mute/config",
+                    "homeassistant/binary_sensor/hark_kitchen/beep/config",
+                    "homeassistant/binary_sensor/hark_kitchen/chirp/config"]
+        late.wait_for(lambda: all(late.on(topic) for topic in retained))
         (avail,) = late.on("hark/kitchen/availability")
         assert avail.retain and avail.payload == b"offline"  # clean stop said offline itself
         (state,) = late.on("hark/kitchen/state")
