@@ -11,7 +11,8 @@ import argparse
 import importlib.util
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from hark import __version__
@@ -27,6 +28,17 @@ def _trainer_missing(command: str, err: ModuleNotFoundError) -> HarkError:
     )
 
 
+@contextmanager
+def _trainer_needed(command: str) -> Iterator[None]:
+    """Imports of the trainer: a missing trainer library becomes the one line, anything else stays an error."""
+    try:
+        yield
+    except ModuleNotFoundError as err:
+        if (err.name or "").split(".")[0] in TRAINER_MODULES:
+            raise _trainer_missing(command, err) from None
+        raise
+
+
 def _run_train(args: argparse.Namespace) -> int | None:
     from hark.bundle import check_output
 
@@ -35,22 +47,14 @@ def _run_train(args: argparse.Namespace) -> int | None:
     # device install would read and process the dataset for minutes before failing.
     if importlib.util.find_spec("tensorflow") is None:
         raise _trainer_missing(args.command, ModuleNotFoundError(name="tensorflow"))
-    try:
+    with _trainer_needed(args.command):
         from hark.trainer import train
-    except ModuleNotFoundError as err:
-        if (err.name or "").split(".")[0] in TRAINER_MODULES:
-            raise _trainer_missing(args.command, err) from None
-        raise
     return train.main(args)
 
 
 def _run_evaluate(args: argparse.Namespace) -> int | None:
-    try:
+    with _trainer_needed(args.command):
         from hark.trainer import evaluate
-    except ModuleNotFoundError as err:
-        if (err.name or "").split(".")[0] in TRAINER_MODULES:
-            raise _trainer_missing(args.command, err) from None
-        raise
     return evaluate.main(args)
 
 

@@ -24,9 +24,9 @@ from typing import Any
 import pytest
 import soundfile as sf
 
-from tests.fixtures.broker import Broker, Subscriber, free_port
+from tests.fixtures.broker import Broker, Subscriber
 from tests.fixtures.synth import write_stream
-from tests.fixtures.web import PASSWORD, Daemon, write_config
+from tests.fixtures.web import PASSWORD, Daemon, serving
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = os.environ.get("HARK_SCREENSHOTS")
@@ -84,15 +84,8 @@ def daemon(tone_bundle: Path, module_broker: Broker, events: Subscriber,
     folder = tmp_path_factory.mktemp("web_run")
     events = [(1.0 + 3.0 * i, "beep" if i % 2 == 0 else "chirp") for i in range(100)]
     stream = write_stream(folder / "stream.wav", events, seconds=300.0)
-    port = free_port()
-    running = Daemon(write_config(folder, tone_bundle, port=port, broker=module_broker), stream, port)
-    running.folder = folder  # type: ignore[attr-defined]
-    try:
+    with serving(folder, tone_bundle, stream, broker=module_broker) as running:
         yield running
-    finally:
-        log = running.stop()
-        assert "Traceback" not in log, log
-        assert PASSWORD not in log
 
 
 @pytest.fixture(scope="module")
@@ -203,7 +196,7 @@ def test_clips_recorded_on_the_page_land_in_the_dataset(page: Any, daemon: Daemo
     page.click("#rec-start")
     page.wait_for_selector("#rec-status:text('get ready')", timeout=5000)
     page.wait_for_selector("#rec-status:text('2 clip(s) of clap saved')", timeout=30000)
-    clips = sorted((daemon.folder / "dataset" / "clap").glob("*.wav"))  # type: ignore[attr-defined]
+    clips = sorted((daemon.folder / "dataset" / "clap").glob("*.wav"))
     assert len(clips) == 2
     for clip in clips:
         info = sf.info(str(clip))
@@ -219,16 +212,16 @@ def test_clips_recorded_on_the_page_land_in_the_dataset(page: Any, daemon: Daemo
     shoot(page, "record")
     page.locator("#clips .card button.delete").first.click()
     wait_js(page, "document.querySelectorAll('#clips .card').length == 1")
-    assert len(list((daemon.folder / "dataset" / "clap").glob("*.wav"))) == 1  # type: ignore[attr-defined]
+    assert len(list((daemon.folder / "dataset" / "clap").glob("*.wav"))) == 1
     page.click("#rec-background")
     page.wait_for_selector("#rec-status:text('1 clip(s) of background saved')", timeout=30000)
-    (noise,) = (daemon.folder / "dataset" / "_background_noise_").glob("*.wav")  # type: ignore[attr-defined]
+    (noise,) = (daemon.folder / "dataset" / "_background_noise_").glob("*.wav")
     assert sf.info(str(noise)).frames == 16000  # recording.background_seconds
     wait_js(page, "document.querySelector('#clips-title').textContent == 'Clips of background'")
 
 
 def test_a_capture_marked_wrong_lands_in_unknown(page: Any, daemon: Daemon) -> None:
-    captures = daemon.folder / "captures"  # type: ignore[attr-defined]
+    captures = daemon.folder / "captures"
     daemon.wait_for(lambda: list(captures.rglob("*.wav")), timeout=10, what="a capture")
     page.click("nav a[data-tab=review]")
     page.wait_for_selector("#captures .card")
@@ -241,7 +234,7 @@ def test_a_capture_marked_wrong_lands_in_unknown(page: Any, daemon: Daemon) -> N
     assert (captures / label / name).is_file()
     card.locator("button.wrong").click()
     page.wait_for_selector("#banner.ok:text('moved to _unknown_/')")
-    unknown = daemon.folder / "dataset" / "_unknown_" / name  # type: ignore[attr-defined]
+    unknown = daemon.folder / "dataset" / "_unknown_" / name
     assert unknown.is_file() and not (captures / label / name).exists()
     assert sf.info(str(unknown)).frames > 0
 

@@ -16,7 +16,7 @@ import pytest
 
 from tests.fixtures.broker import free_port
 from tests.fixtures.synth import write_stream
-from tests.fixtures.web import PASSWORD, ROOT, Client, Daemon, write_config
+from tests.fixtures.web import PASSWORD, ROOT, Client, Daemon, serving, write_config
 
 PROTECTED = [("GET", "/"), ("GET", "/live"), ("GET", "/static/app.js"), ("GET", "/api/status"),
              ("GET", "/api/session"), ("GET", "/api/model"), ("GET", "/api/captures"), ("GET", "/api/clips/beep"),
@@ -33,16 +33,8 @@ def stream(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def daemon(tone_bundle: Path, stream: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
-    folder = tmp_path_factory.mktemp("web_security_run")
-    port = free_port()
-    running = Daemon(write_config(folder, tone_bundle, port=port), stream, port)
-    running.folder = folder  # type: ignore[attr-defined]
-    try:
+    with serving(tmp_path_factory.mktemp("web_security_run"), tone_bundle, stream) as running:
         yield running
-    finally:
-        log = running.stop()
-        assert "Traceback" not in log, log
-        assert PASSWORD not in log  # the password never reaches the log
 
 
 def test_unauthenticated_requests_get_only_the_login_page(daemon: Daemon) -> None:
@@ -99,7 +91,7 @@ def test_state_changes_need_the_csrf_token_and_the_same_origin(daemon: Daemon) -
 
 
 def models_dir(daemon: Daemon) -> Path:
-    return daemon.folder / "state" / "models"  # type: ignore[attr-defined]
+    return daemon.folder / "state" / "models"
 
 
 def snapshot(folder: Path) -> list[str]:
@@ -222,19 +214,19 @@ def test_files_and_folders_from_the_url_are_checked(daemon: Daemon) -> None:
         assert client.request("GET", path).status == 404, path
     for path in ["/api/clips/beep/..%2F..%2Fhark.yaml", "/api/clips/..%2F/hark.yaml", "/api/clips/beep/x.txt"]:
         assert client.request("DELETE", path).status == 404, path
-    assert (daemon.folder / "hark.yaml").is_file()  # type: ignore[attr-defined]
+    assert (daemon.folder / "hark.yaml").is_file()
     bad = client.request("POST", "/api/captures/beep/..%2F..%2Fhark", {"verdict": "delete"})
     assert bad.status in (400, 404)
-    assert (daemon.folder / "hark.yaml").is_file()  # type: ignore[attr-defined]
+    assert (daemon.folder / "hark.yaml").is_file()
     for body in ({"label": "../x", "count": 1}, {"label": "Beep"}, {"label": "beep", "count": 500},
                  {"label": "beep", "seconds": 1e9}, {"label": "beep", "seconds": 0.01}, {"label": ["beep"]}):
         reply = client.request("POST", "/api/record", body)
         assert reply.status == 400 and "\n" not in reply.json()["error"], (body, reply.status)
-    assert not (daemon.folder / "x").exists()  # type: ignore[attr-defined]
+    assert not (daemon.folder / "x").exists()
 
 
 def test_the_dataset_downloads_as_a_zip_and_captures_as_audio_and_pictures(daemon: Daemon) -> None:
-    captures = daemon.folder / "captures"  # type: ignore[attr-defined]
+    captures = daemon.folder / "captures"
     daemon.wait_for(lambda: list(captures.rglob("*.wav")), timeout=15, what="a capture")
     client = Client(daemon.url)
     assert client.login().status == 200
