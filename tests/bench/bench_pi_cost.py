@@ -37,6 +37,9 @@ SHARED = ROOT.parent / "shared"
 PI_CHECK = ROOT / "scripts" / "pi-check"
 OWW = "openwakeword==0.4.0"
 os.environ.setdefault("HARK_CACHE_DIR", str(SHARED / "models"))  # training never downloads the base
+sys.path.insert(0, str(ROOT / "tests" / "bench"))
+
+from bench_streaming import link_dataset  # noqa: E402
 
 HARK_RUNNER = r"""
 import json, platform, resource, sys, time
@@ -110,13 +113,7 @@ def prepare(work: Path, minutes: float) -> tuple[Path, Path]:
     if not (model / "manifest.json").exists():
         dataset = work / "dataset"
         shutil.rmtree(dataset, ignore_errors=True)
-        for line in train_list.read_text().split():
-            clip = Path(line)
-            (dataset / clip.parent.name).mkdir(parents=True, exist_ok=True)
-            (dataset / clip.parent.name / clip.name).symlink_to(clip.resolve())
-        (dataset / "_background_noise_").mkdir(parents=True)
-        for noise in sorted((real / "background").iterdir()):
-            (dataset / "_background_noise_" / noise.name).symlink_to(noise.resolve())
+        link_dataset(dataset, train_list, real)
         run([sys.executable, "-m", "hark", "train", str(dataset), "-o", str(model), "--base", "speech",
              "--seed", "0", "--no-negatives", "--no-report"], capture_output=True)
     stream = work / f"stream_{minutes:g}min.wav"

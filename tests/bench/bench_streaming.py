@@ -61,6 +61,18 @@ def run(cmd: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
     return result
 
 
+def link_dataset(dataset: Path, train_list: Path, real: Path) -> None:
+    """``DATASET/<label>/`` as links to the clips ``train_list`` names (one path a line, the label its folder),
+    and the background recordings as ``_background_noise_``."""
+    for line in train_list.read_text().split():
+        clip = Path(line)
+        (dataset / clip.parent.name).mkdir(parents=True, exist_ok=True)
+        (dataset / clip.parent.name / clip.name).symlink_to(clip.resolve())
+    (dataset / "_background_noise_").mkdir(parents=True)
+    for noise in sorted((real / "background").iterdir()):
+        (dataset / "_background_noise_" / noise.name).symlink_to(noise.resolve())
+
+
 def prepare(work: Path, *, minutes: float, per_class: int, base: str, fresh: bool,
             seed: int = 0) -> tuple[Path, Path]:
     """The trained model and the stream (built once, kept in ``work``)."""
@@ -92,13 +104,7 @@ def prepare(work: Path, *, minutes: float, per_class: int, base: str, fresh: boo
         (work / "skip.txt").write_text(train_list.read_text() + "".join(f"{c.resolve()}\n" for c in held))
     dataset = work / "dataset"
     if not dataset.exists():
-        for line in train_list.read_text().split():
-            clip = Path(line)
-            (dataset / clip.parent.name).mkdir(parents=True, exist_ok=True)
-            (dataset / clip.parent.name / clip.name).symlink_to(clip.resolve())
-        (dataset / "_background_noise_").mkdir(parents=True)
-        for noise in sorted((real / "background").iterdir()):
-            (dataset / "_background_noise_" / noise.name).symlink_to(noise.resolve())
+        link_dataset(dataset, train_list, real)
     stream = work / f"stream_{minutes:g}min.wav"
     if not stream.exists():
         run([sys.executable, str(data / "make_stream.py"), str(stream), "--targets", str(real / "keywords"),
