@@ -611,7 +611,9 @@ class MqttPublisher:
         self._stuck_for = 0.0
         self._stepped_at = time.monotonic()
         self._failing_since: float | None = None  # the sender's first unexpected error in a row
-        self._problem: str | None = None  # why the broker is not reached, logged once per change
+        # Why the broker is not reached, each reason logged once per outage: a TLS 1.3 refusal reaches the client
+        # as the broker's alert or as a bare EOF depending on timing, and the two must not alternate in the log.
+        self._problems: set[str] = set()
         self._socket_error: str | None = None
         self._announced_at = -ANNOUNCE_MIN_S
         self._announce_due = False
@@ -742,9 +744,9 @@ class MqttPublisher:
         self._sender.start()
 
     def _trouble(self, problem: str) -> None:
-        """Say why the broker is not reached: at WARNING when the reason changes, at DEBUG while it stays."""
-        if problem != self._problem:
-            self._problem = problem
+        """Say why the broker is not reached: at WARNING the first time in this outage, then at DEBUG."""
+        if problem not in self._problems and len(self._problems) < 32:
+            self._problems.add(problem)
             log.warning("MQTT: %s; retrying with backoff, events wait in the outbox", problem)
         else:
             log.debug("MQTT: %s (still)", problem)
@@ -768,7 +770,7 @@ class MqttPublisher:
             self._trouble(f"the broker at {self.config.host}:{self.config.effective_port} refused the connection: "
                           f"{reason}{' (check mqtt.username and the password)' if _is_auth(reason) else ''}")
             return
-        self._problem = None
+        self._problems.clear()
         log.info("MQTT: connected to %s:%d", self.config.host, self.config.effective_port)
         client.subscribe([(self.topic("mute/set"), 1), (self.topic("record/set"), 1), (self.topic("wrong/set"), 1)])
         if self.config.discovery:

@@ -519,7 +519,11 @@ def test_every_reason_the_broker_is_not_reached_is_a_warning_once(
         assert attempts >= 1, "the failure repeated"
         warned = broker_warnings(caplog)
         assert sum(expected in m for m in warned) == 1, warned
-        assert len(warned) == 1, warned
+        assert len(warned) == len(set(warned)), "no reason is warned twice in one outage"
+        # Under TLS 1.3 the broker's refusal may reach the client as a bare EOF before its alert is read.
+        others = [m for m in warned if expected not in m
+                  and not (case == "no client certificate" and "closed the connection: EOF occurred" in m)]
+        assert others == [], warned
         assert pub.pending == 1
     finally:
         pub.stop(timeout=1)
