@@ -77,31 +77,33 @@ def rebuild(path: Path) -> Any:
     it = tf.lite.Interpreter(str(path))
     it.allocate_tensors()
     details = {t["index"]: t for t in it.get_tensor_details()}
-    inp = tf.keras.Input(EMBEDDING_INPUT)
-    x = tf.keras.layers.ZeroPadding2D(((0, 0), (1, 1)))(inp)
+    # Every layer named: Keras numbers unnamed layers per process, and the names go into the file, so
+    # a second rebuild would otherwise convert to other bytes (the same network).
+    inp = tf.keras.Input(EMBEDDING_INPUT, name="mel")
+    x = tf.keras.layers.ZeroPadding2D(((0, 0), (1, 1)), name="pad")(inp)
     first = True
-    for op in it._get_ops_details():
+    for n, op in enumerate(it._get_ops_details()):
         name = op["op_name"]
         if name == "CONV_2D":
             w, b = it.get_tensor(op["inputs"][1]), it.get_tensor(op["inputs"][2])  # [out, kh, kw, in]
             # The (1, 3) convolutions keep the width ('same'); the (3, 1) and the first 3x3 shrink ('valid').
             padding = "same" if w.shape[1] == 1 and not first else "valid"
-            conv = tf.keras.layers.Conv2D(w.shape[0], (w.shape[1], w.shape[2]), padding=padding)
+            conv = tf.keras.layers.Conv2D(w.shape[0], (w.shape[1], w.shape[2]), padding=padding, name=f"conv{n}")
             x = conv(x)
             conv.set_weights([w.transpose(1, 2, 3, 0), b])
             first = False
         elif name == "LEAKY_RELU":
-            x = tf.keras.layers.LeakyReLU(negative_slope=0.2)(x)
+            x = tf.keras.layers.LeakyReLU(negative_slope=0.2, name=f"leaky{n}")(x)
         elif name == "MAXIMUM":
             floor = float(it.get_tensor(op["inputs"][1]))
-            x = tf.keras.layers.Lambda(lambda t, f=floor: tf.maximum(t, f))(x)
+            x = tf.keras.layers.Lambda(lambda t, f=floor: tf.maximum(t, f), name=f"floor{n}")(x)
         elif name == "MAX_POOL_2D":
             (_, h_in, w_in, _), (_, h_out, w_out, _) = (details[op["inputs"][0]]["shape"],
                                                         details[op["outputs"][0]]["shape"])
-            x = tf.keras.layers.MaxPooling2D((h_in // h_out, w_in // w_out))(x)
+            x = tf.keras.layers.MaxPooling2D((h_in // h_out, w_in // w_out), name=f"pool{n}")(x)
         elif name not in ("PAD", "DELEGATE"):  # DELEGATE: the node XNNPACK took the graph into
             raise HarkError(f"{path}: unexpected operator {name}; not the speech embedding this trainer can quantize")
-    return tf.keras.Model(inp, x)
+    return tf.keras.Model(inp, x, name="speech_embedding")
 
 
 def quantize(model: Any, representative: np.ndarray, *, mode: str = "int8") -> bytes:
