@@ -18,6 +18,7 @@ Three frontends, chosen by the bundle's ``frontend.name``:
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from abc import ABC, abstractmethod
@@ -28,10 +29,12 @@ from typing import Any
 
 import numpy as np
 
-from hark import SAMPLE_RATE
+from hark import SAMPLE_RATE, runtime
 from hark.errors import BundleError
 from hark.manifest import DEFAULT_EMBEDDING, EMBEDDING_FILES, FrontendSpec
 from hark.runtime import load_interpreter
+
+log = logging.getLogger(__name__)
 
 
 class Frontend(ABC):
@@ -231,6 +234,12 @@ class SpeechFrontend(Frontend):
         self._embedding = load_interpreter(embedding_model, num_threads=num_threads)
         self._embedding_batch = 0
         self._check_embedding(Path(embedding_model))
+        if embedding == "int8" and runtime.runtime_name == "tflite_runtime":
+            # Its XNNPACK does not take the int8 operators: they fall back to reference kernels, several
+            # times slower than the float embedding (docs/cost.md). LiteRT runs them at a third of the cost.
+            log.warning("%s: an int8 embedding on tflite-runtime is slower than the float one; "
+                        "pip install ai-edge-litert (hark[device] does) to run it at a third of the cost",
+                        embedding_model)
         self._embedding_in = self._embedding.get_input_details()[0]["index"]
         self._embedding_out = self._embedding.get_output_details()[0]["index"]
         self._frames = np.zeros((0, 32), dtype=np.float32)
