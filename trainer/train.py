@@ -112,6 +112,22 @@ class TrainOptions:
     verifier: bool = True
     # The speech base's embedding: the pretrained float file or an int8 copy made here (:mod:`hark.trainer.quantize`).
     embedding: str = DEFAULT_TRAIN_EMBEDDING
+    heads: int = 1  # members averaged into the one head file
+
+
+@dataclass
+class Member:
+    """One head of the ensemble, with the windows it is fitted on (its own hard negatives added)."""
+
+    model: Any
+    epochs: int  # epochs its early-stopped weights were trained for
+    x: np.ndarray
+    y: np.ndarray
+    w: np.ndarray
+
+
+MAX_HEADS = 5
+MEMBER_SEED_STEP = 1000  # member k starts from seed + k * this: member 0 is the single head of heads=1
 
 
 def choose_base(dataset: Dataset, requested: str, *, seed: int = 0,
@@ -634,22 +650,33 @@ def _train(dataset: Dataset, output: Path, options: TrainOptions, *, base: str, 
     x_val, y_val = val_split.arrays()
     features_s = time.monotonic() - started
 
-    from hark.trainer import head as H  # TensorFlow only now: the features above need none
+    from hark.trainer import head as H  # TensorFlow only now (with an int8 embedding: already, to make it)
 
     H.set_seed(options.seed)
     flat = x_train.reshape(-1, x_train.shape[-1])
     mean, var = flat.mean(axis=0), flat.var(axis=0) + 1e-6
     n = len(labels)
 
-    model = H.build_head(base, window=recipe.window, feature_shape=fe.feature_shape, n_outputs=n,
-                         norm_mean=mean, norm_var=var)
-    stopper = early_stopping(warmup_epochs([label for label, _ in val_split.clips], n))
-    bar = _EpochBar(MAX_EPOCHS, "training head", options.progress)
-    history = model.fit(x_train, y_train, sample_weight=class_weights(y_train, n, w_train), batch_size=BATCH,
-                        epochs=MAX_EPOCHS, validation_data=(x_val, y_val, class_weights(y_val, n)),
-                        callbacks=[stopper, bar.callback], verbose=0, shuffle=True)
-    bar.close()
-    best_epochs = stopper.best_epoch + 1  # how many epochs the restored weights were trained for
+    # Each member fits the same windows from its own start: the stretches of other speech one fit
+    # takes for a keyword depend on the run, so the mean of a few members keeps what they agree on.
+    members: list[Member] = []
+    histories: list[dict[str, list[float]]] = []
+    for k in range(options.heads):
+        H.set_seed(options.seed + MEMBER_SEED_STEP * k)
+        member = H.build_head(base, window=recipe.window, feature_shape=fe.feature_shape, n_outputs=n,
+                              norm_mean=mean, norm_var=var)
+        stopper = early_stopping(warmup_epochs([label for label, _ in val_split.clips], n))
+        bar = _EpochBar(MAX_EPOCHS, "training head" + (f" {k + 1}/{options.heads}" if options.heads > 1 else ""),
+                        options.progress)
+        history = member.fit(x_train, y_train, sample_weight=class_weights(y_train, n, w_train), batch_size=BATCH,
+                             epochs=MAX_EPOCHS, validation_data=(x_val, y_val, class_weights(y_val, n)),
+                             callbacks=[stopper, bar.callback], verbose=0, shuffle=True)
+        bar.close()
+        # How many epochs the restored weights were trained for; the report plots the first member's curves.
+        members.append(Member(member, stopper.best_epoch + 1, x_train, y_train, w_train))
+        histories.append(history.history)
+    best_epochs = max(m.epochs for m in members)
+    model = H.average([m.model for m in members], window=recipe.window, feature_shape=fe.feature_shape)
     peaks, truth = group_peaks(model, val_split.groups, n)
     thresholds = choose_thresholds(peaks, truth, labels)
     pred = decide(peaks, labels, thresholds)
@@ -659,18 +686,20 @@ def _train(dataset: Dataset, output: Path, options: TrainOptions, *, base: str, 
     metrics["background_false_alarm_rate"] = float((pred[~clip_truth] != 0).mean()) if (~clip_truth).any() else None
     hard_windows = 0
     if bank is not None:
-        # Hard negatives: the bank windows this head already takes for a class, taught again.
-        hard = mine_hard(model, bank.pool, limit=HARD_WINDOWS)
-        hard_windows = len(hard)
-        if hard_windows:
-            x_train = np.concatenate([x_train, hard])
-            y_train = np.concatenate([y_train, np.zeros(hard_windows, np.int64)])
-            w_train = np.concatenate([w_train, np.full(hard_windows, HARD_WEIGHT, np.float32)])
-            again = max(3, best_epochs // 3)
-            bar = _EpochBar(again, "hard negatives", options.progress)
-            model.fit(x_train, y_train, sample_weight=class_weights(y_train, n, w_train), batch_size=BATCH,
-                      epochs=again, callbacks=[bar.callback], verbose=0, shuffle=True)
-            bar.close()
+        # Hard negatives: the bank windows a member already takes for a class, taught to it again.
+        for k, m in enumerate(members):
+            hard = mine_hard(m.model, bank.pool, limit=HARD_WINDOWS)
+            hard_windows = max(hard_windows, len(hard))
+            if len(hard):
+                m.x = np.concatenate([m.x, hard])
+                m.y = np.concatenate([m.y, np.zeros(len(hard), np.int64)])
+                m.w = np.concatenate([m.w, np.full(len(hard), HARD_WEIGHT, np.float32)])
+                again = max(3, m.epochs // 3)
+                bar = _EpochBar(again, "hard negatives" + (f" {k + 1}/{len(members)}" if len(members) > 1 else ""),
+                                options.progress)
+                m.model.fit(m.x, m.y, sample_weight=class_weights(m.y, n, m.w), batch_size=BATCH,
+                            epochs=again, callbacks=[bar.callback], verbose=0, shuffle=True)
+                bar.close()
     verifier, verifier_summary, verifier_calibrating = None, None, None
     if options.verifier and templates_of is not None:
         from hark.trainer.templates import REGION_EXTRA_S, build_verifier
@@ -688,13 +717,15 @@ def _train(dataset: Dataset, output: Path, options: TrainOptions, *, base: str, 
                                  budget_per_hour=options.false_alarms_per_hour, verifier=verifier_calibrating)
     # Then fit on every clip for a third of the epochs validation chose: with 8 clips a class
     # the held-out two matter. Continuing (not refitting from scratch) reuses the traced graph.
-    x_all, y_all = np.concatenate([x_train, x_val]), np.concatenate([y_train, y_val])
-    w_all = np.concatenate([w_train, val_split.weights()])
-    extra = max(2, best_epochs // 3)
-    bar = _EpochBar(extra, "final fit", options.progress)
-    model.fit(x_all, y_all, sample_weight=class_weights(y_all, n, w_all), batch_size=BATCH, epochs=extra,
-              callbacks=[bar.callback], verbose=0, shuffle=True)
-    bar.close()
+    for k, m in enumerate(members):
+        x_all, y_all = np.concatenate([m.x, x_val]), np.concatenate([m.y, y_val])
+        w_all = np.concatenate([m.w, val_split.weights()])
+        extra = max(2, m.epochs // 3)
+        bar = _EpochBar(extra, "final fit" + (f" {k + 1}/{len(members)}" if len(members) > 1 else ""),
+                        options.progress)
+        m.model.fit(x_all, y_all, sample_weight=class_weights(y_all, n, w_all), batch_size=BATCH, epochs=extra,
+                    callbacks=[bar.callback], verbose=0, shuffle=True)
+        bar.close()
     head_bytes = H.export_tflite(model, window=recipe.window, feature_shape=fe.feature_shape)
     output = Path(output)
     recall = {label: metrics["per_class"][label]["recall"] for label in labels[1:]}
@@ -724,7 +755,8 @@ def _train(dataset: Dataset, output: Path, options: TrainOptions, *, base: str, 
             "per_class": metrics["per_class"],
             "confusion": metrics["confusion"],
             "epochs": best_epochs,
-            "train_windows": int(len(y_train)),
+            "train_windows": int(len(members[0].y)),
+            "heads": len(members),
             "validation_windows": int(len(y_val)),
             "negative_bank": bank.summary(hard_windows, soundalikes) if bank is not None else None,
             "verifier": verifier_summary,
@@ -745,7 +777,7 @@ def _train(dataset: Dataset, output: Path, options: TrainOptions, *, base: str, 
     if options.report:
         from hark.trainer.report import write_report
 
-        write_report(output, manifest=manifest, history=history.history, dataset=dataset, frontend=fe,
+        write_report(output, manifest=manifest, history=histories[0], dataset=dataset, frontend=fe,
                      calibration=calibration)
     return manifest
 
@@ -812,13 +844,15 @@ def summary_lines(manifest: Manifest, output: Path) -> list[str]:
 def main(args: argparse.Namespace) -> int:
     if not args.false_alarms_per_hour > 0:
         raise HarkError(f"--false-alarms-per-hour: {args.false_alarms_per_hour} must be above 0")
+    if not 1 <= args.heads <= MAX_HEADS:
+        raise HarkError(f"--heads: {args.heads} must be between 1 and {MAX_HEADS}")
     embedding = args.embedding or DEFAULT_TRAIN_EMBEDDING
     if args.embedding not in (None, "float") and args.base in ("sounds", "none"):
         raise HarkError(f"--embedding {args.embedding}: the {args.base} base has no speech embedding to quantize; "
                         "use it with --base speech or auto")
     options = TrainOptions(base=args.base, seed=args.seed, report=not args.no_report,
                            negatives=not args.no_negatives, false_alarms_per_hour=args.false_alarms_per_hour,
-                           verifier=not args.no_verifier, embedding=embedding)
+                           verifier=not args.no_verifier, heads=args.heads, embedding=embedding)
     manifest = train(args.dataset, args.output, options)
     for line in summary_lines(manifest, Path(args.output)):
         print(line)

@@ -222,7 +222,7 @@ EMBEDDING = "float"  # --embedding: the speech base's embedding every training h
 
 
 def train_model(work: Path, name: str, clips: dict[str, list[Path]], background: list[Path], *, base: str,
-                seed: int) -> tuple[Path, float]:
+                seed: int, heads: int = 1) -> tuple[Path, float]:
     from hark.trainer.train import TrainOptions, train
 
     model = work / "models" / MODELS_TAG / name
@@ -234,7 +234,8 @@ def train_model(work: Path, name: str, clips: dict[str, list[Path]], background:
             link(data / label, paths)
         link(data / "_background_noise_", background)
         started = time.monotonic()
-        train(data, model, TrainOptions(base=base, seed=seed, report=False, progress=False, embedding=EMBEDDING))
+        train(data, model, TrainOptions(base=base, seed=seed, report=False, progress=False, heads=heads,
+                                        embedding=EMBEDDING))
         return model, time.monotonic() - started
 
 
@@ -398,7 +399,8 @@ def bench_keywords(args: argparse.Namespace, work: Path, sides: dict[str, Side],
             for seed in seeds:
                 clips = draw(side.train_pool, words, 8, seed)
                 model_path, took = train_model(work, f"{side_name}_{'-'.join(words)}_s{seed}", clips,
-                                               side.background, base="speech", seed=seed)
+                                               side.background, base="speech", seed=seed,
+                                               heads=args.heads)
                 acc = rule_accuracies(clip_scores(model_path, tests), words)
                 trained = "kept" if np.isnan(took) else f"{took:4.0f} s"
                 line = (f"{side_name:6} {'+'.join(words):24} seed {seed}: train {trained}; clips "
@@ -492,6 +494,7 @@ def main() -> int:
     parser.add_argument("--tag", help="models are kept under WORKDIR/models/TAG (default: the commit)")
     parser.add_argument("--tts", default=[], type=lambda s: [x for x in s.split(",") if x],
                         help="spoken words added to the negative bank: common, soundalike (comma-separated)")
+    parser.add_argument("--heads", type=int, default=1, help="heads averaged per training (hark train --heads)")
     parser.add_argument("--no-stream", action="store_true", help="keyword clips only")
     parser.add_argument("--embedding", choices=("float", "int8"), default="float",
                         help="the speech base's embedding to train with (keep the models apart with --tag)")

@@ -265,3 +265,30 @@ def test_int8_embedding_with_a_base_without_one_is_one_line(tone_dataset: Path, 
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("hark: error: --embedding int8: the none base has no speech")
     assert not out.exists()
+
+
+def test_heads_are_averaged_into_one_head_file(tone_dataset: Path, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    bank = _write_bank(tmp_path / "bank")
+    env = {**os.environ, "HARK_NEGATIVES": str(bank), "HARK_FEATURE_CACHE": str(tmp_path / "features")}
+    out = tmp_path / "model"
+    result = subprocess.run([sys.executable, "-m", "hark", "train", str(tone_dataset), "-o", str(out), "--base",
+                             "none", "--heads", "2", "--no-report"], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "training head 2/2" in result.stderr and "final fit 2/2" in result.stderr
+    bundle = load_bundle(out)
+    assert bundle.manifest.metrics["heads"] == 2
+    assert set(bundle.manifest.files) == {"head.tflite"}  # the members travel as one file
+    fresh = write_dataset(tmp_path / "new", per_class=8, seed=42)
+    assert hark(["classify", "-m", str(out), str(fresh / "beep"), str(fresh / "chirp"), "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(rows) == 16 and sum(Path(r["file"]).parent.name == r["label"] for r in rows) >= 15
+
+
+@pytest.mark.parametrize("heads", ["0", "9"])
+def test_heads_out_of_range_is_one_line_before_any_work(heads: str, tone_dataset: Path, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    assert hark(["train", str(tone_dataset), "-o", str(tmp_path / "model"), "--heads", heads]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"hark: error: --heads: {heads} must be between 1 and 5"]
+    assert not (tmp_path / "model").exists()
