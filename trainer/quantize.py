@@ -24,8 +24,11 @@ with other clips gives another.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import os
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,7 +131,28 @@ def quantize(model: Any, representative: np.ndarray, *, mode: str = "int8") -> b
         converter.inference_output_type = tf.float32
     elif mode != "dynamic-range":
         raise ValueError(f"unknown quantization {mode!r}")
-    return bytes(converter.convert())
+    with _quiet():
+        return bytes(converter.convert())
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Standard output and error silenced, at the file descriptors: the converter prints its saved model's
+    signature (pages of it) from Python and its settings from C++, none of it for the user."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    try:
+        with open(os.devnull, "w") as null, contextlib.redirect_stdout(io.StringIO()):
+            os.dup2(null.fileno(), 1)
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        os.close(saved[0])
+        os.close(saved[1])
 
 
 def embed(model: Path | bytes, windows: np.ndarray) -> np.ndarray:
