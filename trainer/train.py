@@ -17,6 +17,7 @@ import argparse
 import datetime
 import logging
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -29,13 +30,21 @@ from tqdm import tqdm
 from hark import __version__
 from hark.activity import GateSettings, active_hops, hold_samples, open_windows
 from hark.audiofile import SAMPLE_RATE
-from hark.basemodels import BASE_FILES, fetch_base
+from hark.basemodels import BASE_FILES, BASES, fetch_base
 from hark.bundle import MANIFEST, check_output, write_bundle
 from hark.dataset import Clip, Dataset, check_dataset
 from hark.errors import HarkError
 from hark.frontend import Frontend, build_frontend
 from hark.labels import BACKGROUND
-from hark.manifest import DEFAULT_DECISION_S, ClassifySpec, HeadSpec, Manifest, read_manifest
+from hark.manifest import (
+    DEFAULT_DECISION_S,
+    EMBEDDING_FILES,
+    EMBEDDINGS,
+    ClassifySpec,
+    HeadSpec,
+    Manifest,
+    read_manifest,
+)
 from hark.trainer import features as F
 from hark.trainer import metrics as M
 from hark.trainer.negatives import BankClip
@@ -63,6 +72,8 @@ PERTURB_SHARE = 0.5
 # The user's own negatives (``_unknown_/``, moved captures) count more than the generic bank: they
 # are the sounds of this home that fired or must not fire.
 UNKNOWN_WEIGHT = 3.0
+# What ``--embedding`` is when not given (docs/cost.md has the measurements behind the choice).
+DEFAULT_TRAIN_EMBEDDING = "float"
 HARD_WEIGHT = 2.0  # bank windows the first fit scored high, added again
 
 
@@ -99,6 +110,8 @@ class TrainOptions:
     progress: bool = True
     false_alarms_per_hour: float = 1.0
     verifier: bool = True
+    # The speech base's embedding: the pretrained float file or an int8 copy made here (:mod:`hark.trainer.quantize`).
+    embedding: str = DEFAULT_TRAIN_EMBEDDING
     heads: int = 1  # members averaged into the one head file
 
 
@@ -569,13 +582,44 @@ def train(dataset_path: str | Path, output: str | Path, options: TrainOptions = 
     """Train a bundle at ``output`` from the dataset folder; returns the manifest written."""
     started = time.monotonic()
     say = (lambda m: print(m, file=sys.stderr)) if options.progress else (lambda m: None)
+    if options.embedding not in EMBEDDINGS:
+        raise HarkError(f"--embedding: {options.embedding!r} is not one of {', '.join(EMBEDDINGS)}")
     output = check_output(output, dataset=dataset_path)  # before any work: nothing the user did not ask to replace
     dataset = check_dataset(dataset_path, progress=options.progress)
     base, why = choose_base(dataset, options.base, seed=options.seed, say=say)
     say(f"hark: base {base} ({why})")
     recipe = F.RECIPES[base]
     base_files = fetch_base(base)
-    fe = build_frontend(recipe.frontend_params, base_files)
+    with tempfile.TemporaryDirectory(prefix="hark-train-") as scratch:
+        embedding = None
+        if base == "speech" and options.embedding != "float":
+            embedding = make_embedding(dataset, base_files, Path(scratch), say=say)
+            base_files = {**{n: p for n, p in base_files.items() if n != EMBEDDING_FILES["float"]},
+                          embedding.path.name: embedding.path}
+        fe = build_frontend({**recipe.frontend_params, "embedding": "int8" if embedding else "float"}, base_files)
+        return _train(dataset, output, options, base=base, why=why, recipe=recipe, base_files=base_files, fe=fe,
+                      embedding=embedding, started=started, say=say)
+
+
+def make_embedding(dataset: Dataset, base_files: dict[str, Path], folder: Path, *,
+                   say: Callable[[str], None]) -> Any:
+    """The int8 copy of the speech embedding, calibrated on this dataset's audio (:mod:`hark.trainer.quantize`)."""
+    from hark.trainer import quantize as Q
+
+    say("hark: making the int8 speech embedding (calibrating on the dataset's audio)")
+    float_fe = build_frontend({"name": "speech"}, base_files)
+    clips = [c.samples for label in dataset.labels for c in dataset.usable(label)] + \
+        [c.samples for c in dataset.unknown]
+    windows = Q.representative_windows(float_fe, clips, [c.samples for c in dataset.background])
+    made = Q.int8_embedding(base_files[EMBEDDING_FILES["float"]], windows, folder)
+    say(f"hark: int8 speech embedding calibrated on {made.windows} windows of the dataset's audio "
+        f"(cosine to the float embedding {made.cosine_mean:.4f} on average, {made.cosine_min:.4f} at worst)")
+    return made
+
+
+def _train(dataset: Dataset, output: Path, options: TrainOptions, *, base: str, why: str, recipe: F.Recipe,
+           base_files: dict[str, Path], fe: Frontend, embedding: Any, started: float,
+           say: Callable[[str], None]) -> Manifest:
     labels = [BACKGROUND, *dataset.labels]
     rng = np.random.default_rng(options.seed)
     train_split, val_split, counts = build_examples(dataset, labels, recipe, fe, rng, options.progress)
@@ -606,7 +650,7 @@ def train(dataset_path: str | Path, output: str | Path, options: TrainOptions = 
     x_val, y_val = val_split.arrays()
     features_s = time.monotonic() - started
 
-    from hark.trainer import head as H  # TensorFlow only now: the features above need none
+    from hark.trainer import head as H  # TensorFlow only now (with an int8 embedding: already, to make it)
 
     H.set_seed(options.seed)
     flat = x_train.reshape(-1, x_train.shape[-1])
@@ -702,7 +746,8 @@ def train(dataset_path: str | Path, output: str | Path, options: TrainOptions = 
         # validation clips: a stream's false-alarm budget would turn quiet clips into background.
         classify=ClassifySpec(thresholds=thresholds, expected_recall=recall),
         verifier=verifier.manifest_block() if verifier is not None else None,
-        base_hashes={name: BASE_FILES[name].sha256 for name in base_files},
+        # The pinned files the bundle's base came from (an int8 embedding: the float file it was made from).
+        base_hashes={name: BASE_FILES[name].sha256 for name in BASES[base]},
         metrics={
             "validation_accuracy": metrics["accuracy"],
             "validation_clip_accuracy": metrics["clip_accuracy"],
@@ -715,6 +760,7 @@ def train(dataset_path: str | Path, output: str | Path, options: TrainOptions = 
             "validation_windows": int(len(y_val)),
             "negative_bank": bank.summary(hard_windows, soundalikes) if bank is not None else None,
             "verifier": verifier_summary,
+            "embedding": embedding.summary() if embedding is not None else None,
             "feature_seconds": round(features_s, 1),
             "train_seconds": round(time.monotonic() - started, 1),
         },
@@ -800,9 +846,13 @@ def main(args: argparse.Namespace) -> int:
         raise HarkError(f"--false-alarms-per-hour: {args.false_alarms_per_hour} must be above 0")
     if not 1 <= args.heads <= MAX_HEADS:
         raise HarkError(f"--heads: {args.heads} must be between 1 and {MAX_HEADS}")
+    embedding = args.embedding or DEFAULT_TRAIN_EMBEDDING
+    if args.embedding not in (None, "float") and args.base in ("sounds", "none"):
+        raise HarkError(f"--embedding {args.embedding}: the {args.base} base has no speech embedding to quantize; "
+                        "use it with --base speech or auto")
     options = TrainOptions(base=args.base, seed=args.seed, report=not args.no_report,
                            negatives=not args.no_negatives, false_alarms_per_hour=args.false_alarms_per_hour,
-                           verifier=not args.no_verifier, heads=args.heads)
+                           verifier=not args.no_verifier, heads=args.heads, embedding=embedding)
     manifest = train(args.dataset, args.output, options)
     for line in summary_lines(manifest, Path(args.output)):
         print(line)

@@ -1,7 +1,7 @@
 """Detection quality on recordings nobody tuned on: a dev and a sealed side, rotated keyword sets, seeds.
 
     nice -n 5 .venv/bin/python tests/bench/bench_quality.py [keywords] [esc] [--sides dev,sealed]
-        [--seeds 5] [--minutes 15] [--workdir build/bench/quality] [--no-stream]
+        [--seeds 5] [--minutes 15] [--workdir build/bench/quality] [--no-stream] [--embedding float|int8 --tag T]
 
 Every source is split in code (:func:`splits`), reproducibly, with no file on both sides:
 
@@ -222,6 +222,9 @@ def draw(pool: dict[str, list[Path]], words: Iterable[str], per_class: int, seed
     return {w: sorted(pool[w][i] for i in rng.choice(len(pool[w]), per_class, replace=False)) for w in words}
 
 
+EMBEDDING = "float"  # --embedding: the speech base's embedding every training here uses
+
+
 def train_model(work: Path, name: str, clips: dict[str, list[Path]], background: list[Path], *, base: str,
                 seed: int, heads: int = 1, extra: dict[str, list[Path]] | None = None) -> tuple[Path, float]:
     from hark.trainer.train import TrainOptions, train
@@ -237,7 +240,8 @@ def train_model(work: Path, name: str, clips: dict[str, list[Path]], background:
             link(data / label, paths)
         link(data / "_background_noise_", background)
         started = time.monotonic()
-        train(data, model, TrainOptions(base=base, seed=seed, report=False, progress=False, heads=heads))
+        train(data, model, TrainOptions(base=base, seed=seed, report=False, progress=False, heads=heads,
+                                        embedding=EMBEDDING))
         return model, time.monotonic() - started
 
 
@@ -598,6 +602,8 @@ def main() -> int:
                         help="spoken words added to the negative bank: common, soundalike (comma-separated)")
     parser.add_argument("--heads", type=int, default=1, help="heads averaged per training (hark train --heads)")
     parser.add_argument("--no-stream", action="store_true", help="keyword clips only")
+    parser.add_argument("--embedding", choices=("float", "int8"), default="float",
+                        help="the speech base's embedding to train with (keep the models apart with --tag)")
     parser.add_argument("--workdir", type=Path, default=Path("build/bench/quality"))
     args = parser.parse_args()
     if not REAL.is_dir():
@@ -607,8 +613,10 @@ def main() -> int:
     if unknown:
         parser.error(f"--sides: {', '.join(sorted(unknown))} is not dev or sealed")
     args.workdir.mkdir(parents=True, exist_ok=True)
-    global MODELS_TAG
+    global MODELS_TAG, EMBEDDING
     MODELS_TAG = args.tag or code_tag()
+    EMBEDDING = args.embedding
+    print(f"embedding: {EMBEDDING}; models under {args.workdir / 'models' / MODELS_TAG}")
     sides, bank_speakers = splits(args.workdir)
     check_disjoint(sides, bank_speakers)
     bank = bank_folder(args.workdir, bank_speakers)
