@@ -232,6 +232,7 @@ def test_int8_training_carries_the_embedding_it_trained_on(trained_speech_tone_i
     assert set(bundle.base_files) == {"melspectrogram.tflite", "embedding_model_int8.tflite"}
     assert m.base_hashes == {n: BASE_FILES[n].sha256 for n in ("melspectrogram.tflite", "embedding_model.tflite")}
     made = m.metrics["embedding"]
+    assert "<b>int8</b> speech embedding" in (trained_speech_tone_int8_bundle / "report.html").read_text()
     assert made["sha256"] == sha256_of(bundle.base_files["embedding_model_int8.tflite"])
     assert made["representative_windows"] > 100 and made["cosine_to_float_mean"] > 0.95
     # int8 weights: about a third of the float file's 1.3 MB.
