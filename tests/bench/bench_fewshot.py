@@ -129,7 +129,7 @@ def bench_esc(seeds: list[int], base: str, classes: tuple[str, ...] | None = Non
           f"{np.mean(results):.2%} over seeds {seeds}", flush=True)
 
 
-def bench_time(base: str) -> None:
+def bench_time(base: str, heads: int = 1) -> None:
     folder = REAL / "keywords"
     labels = sorted(p.name for p in folder.iterdir() if p.is_dir())
     chosen = split(folder, 30, 1)
@@ -145,13 +145,15 @@ def bench_time(base: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data = link_dataset(Path(tmp) / "data", clips)
         started = time.monotonic()
-        train(data, Path(tmp) / "model", TrainOptions(base=base, seed=0, progress=False))
+        train(data, Path(tmp) / "model", TrainOptions(base=base, seed=0, progress=False, heads=heads))
         took = time.monotonic() - started
-        print(f"TIME --base {base}: 3 classes x 30 clips + background + negative bank (features cached), "
-              f"report included: {took:.1f} s wall (in-process, TensorFlow imported before)", flush=True)
+        print(f"TIME --base {base} --heads {heads}: 3 classes x 30 clips + background + negative bank "
+              f"(features cached), report included: {took:.1f} s wall (in-process, TensorFlow imported before)",
+              flush=True)
         # What a user waits for: the command, its imports and the default --base auto included.
         hark = Path(sys.executable).with_name("hark")
-        command = [str(hark) if hark.exists() else "hark", "train", str(data), "-o", str(Path(tmp) / "cli")]
+        command = [str(hark) if hark.exists() else "hark", "train", str(data), "-o", str(Path(tmp) / "cli"),
+                   "--heads", str(heads)]
         started = time.monotonic()
         subprocess.run(command, check=True, capture_output=True)
         took = time.monotonic() - started
@@ -166,6 +168,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--base-keywords", default="speech")
     parser.add_argument("--base-esc", default="sounds")
+    parser.add_argument("--heads", type=int, default=1, help="heads averaged per training, for `time`")
     args = parser.parse_args()
     seeds = list(range(1, args.seeds + 1))
     if "keywords" in args.what:
@@ -175,7 +178,7 @@ def main() -> None:
     if "sounds5" in args.what:
         bench_esc(seeds, "auto", SOUNDS5)
     if "time" in args.what:
-        bench_time(args.base_keywords)
+        bench_time(args.base_keywords, args.heads)
 
 
 if __name__ == "__main__":
