@@ -144,6 +144,31 @@ def around_activity(segment: Segment, column: int, *, floor: float, rows: int) -
     return replace(segment, scores=segment.scores[near], times=segment.times[near])
 
 
+def choose(curve: Sequence[tuple[float, float, float]], *, budget_per_hour: float,
+           lowest: float) -> tuple[float, float, float]:
+    """The (threshold, recall, false alarms per hour) point of ``curve`` to keep, never below ``lowest``.
+
+    Highest recall within the budget, and among equals the middle of the admissible range, for a
+    margin both ways. Where the budget is out of reach: the fewest false alarms, and among those the
+    middle of the settings that keep nearly the best recall (not the lowest threshold that ties).
+    False alarms need not fall as the threshold rises (the verifier is asked at the moment the
+    threshold is crossed), so the fewest may lie below the floor: the floor still holds there.
+    """
+    admissible = [p for p in curve if p[0] >= lowest]
+    if not admissible:
+        raise ValueError(f"no threshold of the curve reaches the floor {lowest}")
+    allowed = [p for p in admissible if p[2] <= budget_per_hour]
+    if allowed:
+        top = max(p[1] for p in allowed)
+        tied = [p for p in allowed if p[1] >= top - 1e-9]
+    else:
+        fewest = min(p[2] for p in admissible)
+        floor = [p for p in admissible if p[2] <= fewest + 1e-9]
+        top = max(p[1] for p in floor)
+        tied = [p for p in floor if p[1] >= top - 0.1]
+    return tied[len(tied) // 2]
+
+
 def calibrate(segments: Sequence[Segment], labels: Sequence[str], *, budget_per_hour: float,
               negative_hours: float | None = None, smoothing_choices: Sequence[int] = (1, 2, 3),
               refractory_s: float = 1.0, grid: np.ndarray = THRESHOLD_GRID,
@@ -171,23 +196,9 @@ def calibrate(segments: Sequence[Segment], labels: Sequence[str], *, budget_per_
                                                smoothing=smoothing, refractory_s=refractory_s, confirm=confirm)
                 recall = found / targets if targets else 0.0
                 curve.append((float(threshold), recall, false / hours))
-                if false == 0 and recall == 0.0:
+                if false == 0 and recall == 0.0 and threshold >= lowest:
                     break  # higher thresholds only lose more
-            allowed = [p for p in curve if p[2] <= budget_per_hour and p[0] >= lowest]
-            # Highest recall; among equals the middle of the admissible range, for a margin both ways.
-            if allowed:
-                top = max(p[1] for p in allowed)
-                tied = [p for p in allowed if p[1] >= top - 1e-9]
-                pick = tied[len(tied) // 2]
-            else:
-                # Budget out of reach: the fewest false alarms, and among those settings the middle
-                # of the ones that keep nearly the best recall (not the lowest threshold that ties).
-                fewest = min(p[2] for p in curve)
-                floor = [p for p in curve if p[2] <= fewest + 1e-9 and p[0] >= lowest] or [
-                    min(curve, key=lambda p: (p[2], -p[1]))]
-                top = max(p[1] for p in floor)
-                tied = [p for p in floor if p[1] >= top - 0.1]
-                pick = tied[len(tied) // 2]
+            pick = choose(curve, budget_per_hour=budget_per_hour, lowest=lowest)
             candidate = ClassCalibration(threshold=pick[0], smoothing=smoothing, recall=pick[1],
                                          false_alarms_per_hour=pick[2], curve=curve)
             within = candidate.false_alarms_per_hour <= budget_per_hour

@@ -4,7 +4,15 @@ from dataclasses import replace
 
 import numpy as np
 
-from hark.trainer.calibrate import VERIFIED_MIN_THRESHOLD, Segment, around_activity, calibrate, replay
+from hark.trainer.calibrate import (
+    MIN_THRESHOLD,
+    VERIFIED_MIN_THRESHOLD,
+    Segment,
+    around_activity,
+    calibrate,
+    choose,
+    replay,
+)
 
 LABELS = ["background", "up"]
 HOP = 0.08
@@ -131,3 +139,24 @@ def test_calibration_scores_what_the_device_gate_skips_as_background():
     hearing = (ends > 5 * sr + GATE_HOP) & (ends < 5.5 * sr)
     assert hearing.any() and not skipped[hearing].any()
     assert np.allclose(gated[~skipped], plain[~skipped])
+
+
+def test_the_pick_never_goes_below_the_floor():
+    """False alarms need not fall as the threshold rises (the verifier is asked at the moment the
+    threshold is crossed): where the fewest lie below the floor, the floor still holds."""
+
+
+    curve = [(0.2, 1.0, 0.0), (0.5, 1.0, 3.0), (0.7, 1.0, 3.0), (0.8, 0.9, 2.0), (0.9, 0.8, 2.0)]
+    assert choose(curve, budget_per_hour=1.0, lowest=0.7)[0] in (0.8, 0.9)
+    assert choose(curve, budget_per_hour=1.0, lowest=0.1) == (0.2, 1.0, 0.0)
+    assert choose(curve, budget_per_hour=5.0, lowest=0.7) == (0.7, 1.0, 3.0)
+
+
+def test_a_class_the_head_never_scores_keeps_a_threshold_at_the_floor():
+    """Positives that never reach the bottom of the grid: no recall anywhere, and the threshold stays
+    at the floor rather than at the grid's bottom."""
+    positives = [segment(0.1, target="up") for _ in range(5)]
+    negatives = [segment(0.05, target=None)] * 5
+    cal = calibrate(positives + negatives, LABELS, budget_per_hour=1.0, negative_hours=1.0, smoothing_choices=(1,))
+    assert cal.expected_recall["up"] == 0.0
+    assert cal.thresholds["up"] >= MIN_THRESHOLD
