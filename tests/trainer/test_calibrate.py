@@ -144,8 +144,6 @@ def test_calibration_scores_what_the_device_gate_skips_as_background():
 def test_the_pick_never_goes_below_the_floor():
     """False alarms need not fall as the threshold rises (the verifier is asked at the moment the
     threshold is crossed): where the fewest lie below the floor, the floor still holds."""
-
-
     curve = [(0.2, 1.0, 0.0), (0.5, 1.0, 3.0), (0.7, 1.0, 3.0), (0.8, 0.9, 2.0), (0.9, 0.8, 2.0)]
     assert choose(curve, budget_per_hour=1.0, lowest=0.7)[0] in (0.8, 0.9)
     assert choose(curve, budget_per_hour=1.0, lowest=0.1) == (0.2, 1.0, 0.0)
