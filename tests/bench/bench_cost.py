@@ -22,6 +22,14 @@ took, and the speed compares the processing loop (whole-process figures are prin
 memory is the child's ``ru_maxrss``; the whole ``hark detect`` command is measured the same way.
 
     .venv/bin/python tests/bench/bench_cost.py [--model MODEL] [--rounds 3] [--streams steady,busy,mixed]
+    .venv/bin/python tests/bench/bench_cost.py --vm-cpu EPYC-Rome   # the same, in a KVM guest without AVX-512
+
+With ``--vm-cpu MODEL`` the streams and the model are made here and this same measurement runs
+inside a KVM guest (``scripts/vm-bench``) whose CPU is qemu's ``MODEL``: natively on this
+machine's cores, but the runtimes see that model's flags and pick their kernels for it (AVX2
+rather than AVX-512 with ``EPYC-Rome`` or ``Haswell-noTSX``). ``--vm-cpu host`` is the control:
+the guest with all of this machine's flags. It needs hardware KVM that can give the guest every
+feature of the model; ``scripts/vm-bench`` says in one line when this machine's cannot.
 
 Without ``--model`` it uses the speech model of ``bench_streaming.py`` (trained there if missing).
 Targets: hark >= 2x openWakeWord's audio-s per CPU-s on the mixed stream and >= 4x on the steady
@@ -96,6 +104,17 @@ with wave.open(sys.argv[1], "rb") as f:  # the 16 kHz PCM16 files this benchmark
 print(json.dumps({"audio_s": audio_s, "startup_cpu_s": startup, "loop_cpu_s": cpu() - startup,
                   "model": paths[0].split("/")[-1], "version": openwakeword.__version__ if hasattr(openwakeword,
                   "__version__") else "0.4.0"}))
+"""
+
+VERSIONS = r"""
+import importlib.metadata as md, platform
+found = [f"Python {platform.python_version()}"]
+for name in ("ai-edge-litert", "tflite-runtime", "numpy", "openwakeword", "onnxruntime"):
+    try:
+        found.append(f"{name} {md.version(name)}")
+    except md.PackageNotFoundError:
+        pass
+print(", ".join(found))
 """
 
 
@@ -189,6 +208,39 @@ def speed(value: float) -> str:
     return f"{value:.0f}" if value >= 10 else f"{value:.2f}"
 
 
+def versions(python: str) -> str:
+    """Python and the packages that decide the speed, as installed for ``python``."""
+    probe = subprocess.run([python, "-c", VERSIONS], capture_output=True, text=True)
+    return probe.stdout.strip() or f"? ({python})"
+
+
+def bench_model(model: Path | None, workdir: Path) -> Path:
+    """``--model``, or bench_streaming's speech model (trained there if missing), copied into ``workdir``."""
+    if model is not None:
+        return model
+    import bench_streaming
+
+    trained, _ = bench_streaming.prepare(Path("build/bench/streaming"), minutes=30.0, per_class=8,
+                                         base="speech", fresh=False)
+    model = workdir / "model"  # a copy, so a retraining over there cannot pull it away mid-run
+    if not model.exists():
+        shutil.copytree(trained, model)
+    return model
+
+
+def in_guest(args: argparse.Namespace, names: list[str]) -> int:
+    """This measurement inside a KVM guest with CPU model ``args.vm_cpu``; the streams and model are made here."""
+    files = streams(args.workdir, names, args.minutes)
+    model = bench_model(args.model, args.workdir)
+    copies = [f"{path}:work/{path.name}" for path in files.values()] + [f"{model}:model"]
+    python = {"bench": "/opt/bench/bin/python", "device": "/opt/hark/.venv/bin/python"}[args.vm_venv]
+    command = [python, "tests/bench/bench_cost.py", "--workdir", "/mnt/data/work", "--model", "/mnt/data/model",
+               "--rounds", str(args.rounds), "--streams", ",".join(names), "--minutes", f"{args.minutes:g}",
+               "--oww-python", "/opt/bench/bin/python"]
+    return subprocess.run([sys.executable, str(ROOT / "scripts" / "vm-bench"), "--cpu", args.vm_cpu,
+                           *(f"--copy={c}" for c in copies), "--", *command]).returncode
+
+
 def openwakeword_available(python: str) -> str | None:
     """Why openWakeWord 0.4.0 cannot be run with ``python``, or None if it can."""
     probe = subprocess.run([python, "-c", "import openwakeword, onnxruntime; "
@@ -209,23 +261,25 @@ def main() -> int:
                         help="each stream's length (shorter under emulation)")
     parser.add_argument("--oww-python", default=sys.executable,
                         help="a Python with openwakeword==0.4.0 and onnxruntime (default: this one)")
+    parser.add_argument("--vm-cpu", metavar="MODEL",
+                        help="measure in a KVM guest with this qemu CPU model (EPYC-Rome, Haswell-noTSX, host)")
+    parser.add_argument("--vm-venv", choices=("bench", "device"), default="bench",
+                        help="with --vm-cpu, hark's Python in the guest: 'bench' has the versions of this machine's "
+                             ".venv, 'device' hark[device] as a Pi installs it (ai-edge-litert)")
     args = parser.parse_args()
+    names = [n.strip() for n in args.streams.split(",") if n.strip()]
+    if args.vm_cpu:
+        return in_guest(args, names)
     env = {**os.environ, "HARK_CACHE_DIR": os.environ.get("HARK_CACHE_DIR", str(SHARED / "models")),
            "PYTHONPATH": os.pathsep.join(p for p in (os.environ.get("PYTHONPATH"), str(ROOT)) if p),
            "TF_CPP_MIN_LOG_LEVEL": "2"}
     for line in cpu_description():
         print(line)
-    names = [n.strip() for n in args.streams.split(",") if n.strip()]
+    print(f"hark: {versions(sys.executable)}")
+    if args.oww_python != sys.executable:
+        print(f"openWakeWord: {versions(args.oww_python)}")
     files = streams(args.workdir, names, args.minutes)
-    model = args.model
-    if model is None:
-        import bench_streaming
-
-        trained, _ = bench_streaming.prepare(Path("build/bench/streaming"), minutes=30.0, per_class=8,
-                                             base="speech", fresh=False)
-        model = args.workdir / "model"  # a copy, so a retraining over there cannot pull it away mid-run
-        if not model.exists():
-            shutil.copytree(trained, model)
+    model = bench_model(args.model, args.workdir)
     print(f"hark model: {model}")
     why_not = openwakeword_available(args.oww_python)
     if why_not is not None:
