@@ -19,7 +19,11 @@ The rounds alternate the systems (hark, hark ungated, openWakeWord, then again) 
 least CPU: the machine is shared, and contention only ever adds time. CPU is the child's user +
 system time from ``os.wait4``; the child also reports what start-up (imports and model loading)
 took, and the speed compares the processing loop (whole-process figures are printed too). Peak
-memory is the child's ``ru_maxrss``; the whole ``hark detect`` command is measured the same way.
+memory is the child's own high-water mark (``VmHWM``, which the child reads at its end): not the
+``ru_maxrss`` of ``wait4``, which on Linux starts from the parent's resident size when the child is
+spawned, so a parent that had just built streams or trained a model inflated every child's figure.
+The whole ``hark detect`` command is measured the same way (its ``main`` called from a wrapper that
+reads ``VmHWM`` afterwards).
 
     .venv/bin/python tests/bench/bench_cost.py [--model MODEL] [--rounds 3] [--streams steady,busy,mixed]
     .venv/bin/python tests/bench/bench_cost.py --vm-cpu EPYC-Rome   # the same, in a KVM guest without AVX-512
@@ -59,8 +63,20 @@ STEADY_SOURCES = ("running_tap", "pink_noise", "white_noise", "exercise_bike")
 SIMD_FLAGS = ("sse4_1", "sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl",
               "avx512_vnni", "avx_vnni", "avx512_bf16", "asimd", "asimddp", "sve", "i8mm", "bf16")
 
+# The child's own peak resident size, in MB (None where /proc is missing).
+PEAK = r"""
+def peak_mb():
+    try:
+        for line in open("/proc/self/status"):
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+"""
+
 # Child processes: each prints one JSON line; "startup_cpu_s" is the CPU spent before the loop.
-HARK_RUNNER = r"""
+HARK_RUNNER = PEAK + r"""
 import json, resource, sys
 def cpu():
     r = resource.getrusage(resource.RUSAGE_SELF)
@@ -77,12 +93,12 @@ with FileSource(sys.argv[1], chunk_samples=1280) as source:
 print(json.dumps({"audio_s": pipeline.time_s, "startup_cpu_s": startup, "loop_cpu_s": cpu() - startup,
                   "detections": len(found), "runtime": runtime.runtime_name,
                   "embeddings": pipeline.frontend_features, "gated_windows": pipeline.gated_windows,
-                  "head_runs": pipeline.head_runs,
+                  "head_runs": pipeline.head_runs, "peak_mb": peak_mb(),
                   "heavy_modules": sorted(m for m in ("scipy", "tensorflow", "keras", "paho", "gpiozero")
                                           if m in sys.modules)}))
 """
 
-OWW_RUNNER = r"""
+OWW_RUNNER = PEAK + r"""
 import json, resource, sys, wave
 def cpu():
     r = resource.getrusage(resource.RUSAGE_SELF)
@@ -103,7 +119,18 @@ with wave.open(sys.argv[1], "rb") as f:  # the 16 kHz PCM16 files this benchmark
         audio_s += len(chunk) / 16000
 print(json.dumps({"audio_s": audio_s, "startup_cpu_s": startup, "loop_cpu_s": cpu() - startup,
                   "model": paths[0].split("/")[-1], "version": openwakeword.__version__ if hasattr(openwakeword,
-                  "__version__") else "0.4.0"}))
+                  "__version__") else "0.4.0", "peak_mb": peak_mb()}))
+"""
+
+# ``python -m hark ARGS``, then its peak as a last JSON line.
+DETECT_RUNNER = PEAK + r"""
+import json, sys
+from hark.cli import main
+try:
+    code = main(sys.argv[1:])
+finally:
+    print(json.dumps({"peak_mb": peak_mb()}), flush=True)
+sys.exit(code)
 """
 
 VERSIONS = r"""
@@ -144,7 +171,11 @@ def cpu_description() -> list[str]:
 
 
 def run_child(cmd: list[str], env: dict[str, str]) -> tuple[dict[str, object], float, float]:
-    """Run ``cmd``; its JSON line, total CPU seconds (user + system) and peak RSS in MB, from wait4."""
+    """Run ``cmd``; its JSON line, total CPU seconds (user + system, from wait4) and peak RSS in MB.
+
+    The peak is the one the child reports (its VmHWM) when it does: wait4's ``ru_maxrss`` is at
+    least the parent's resident size at the time of the spawn.
+    """
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
     assert proc.stdout is not None
     out = proc.stdout.read()
@@ -153,7 +184,9 @@ def run_child(cmd: list[str], env: dict[str, str]) -> tuple[dict[str, object], f
     if code != 0:
         raise RuntimeError(f"{' '.join(cmd[:3])} ... exited {code}")
     lines = [line for line in out.strip().splitlines() if line.startswith("{")]
-    return (json.loads(lines[-1]) if lines else {}), usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
+    info = json.loads(lines[-1]) if lines else {}
+    peak = info.get("peak_mb") or usage.ru_maxrss / 1024
+    return info, usage.ru_utime + usage.ru_stime, float(peak)
 
 
 def make_stream(path: Path, *, seed: int, extra: list[str], minutes: float) -> None:
@@ -304,8 +337,8 @@ def main() -> int:
                 else:
                     best[key]["peak_mb"] = max(float(best[key]["peak_mb"]), peak)  # type: ignore[arg-type]
         # The whole command a user runs, start-up included.
-        _, total, peak = run_child([sys.executable, "-m", "hark", "detect", "-m", str(model), str(audio), "--json"],
-                                   env)
+        _, total, peak = run_child([sys.executable, "-c", DETECT_RUNNER, "detect", "-m", str(model), str(audio),
+                                    "--json"], env)
         best[(stream, "hark detect")] = {"audio_s": best[(stream, "hark")]["audio_s"], "loop_cpu_s": total,
                                          "total_cpu_s": total, "peak_mb": peak}
 
@@ -339,7 +372,7 @@ def main() -> int:
         ratio = (float(ours["audio_s"]) / float(ours["loop_cpu_s"])) / (  # type: ignore[arg-type]
             float(theirs["audio_s"]) / float(theirs["loop_cpu_s"]))  # type: ignore[arg-type]
         target = f"(target >= {targets[stream]:g}x)" if stream in targets else ""
-        print(f"SPEED RATIO {stream.upper():<7} {ratio:5.1f}x hark/openWakeWord {target}")
+        print(f"SPEED RATIO {stream.upper():<7} {ratio:5.2f}x hark/openWakeWord {target}")
     peak = max(float(r["peak_mb"]) for (s, system), r in best.items() if system.startswith("hark"))  # type: ignore[arg-type]
     print(f"HARK PEAK MEMORY    {peak:5.0f} MB (target <= 60 MB)")
     return 0
