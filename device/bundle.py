@@ -26,11 +26,18 @@ from pathlib import Path
 
 from hark.basemodels import sha256_of
 from hark.errors import BundleError
-from hark.manifest import FORMAT, FORMAT_VERSION, HEAD_FILE, MANIFEST, Manifest, parse_manifest, read_manifest
+from hark.manifest import (
+    BASE_DIR,
+    FORMAT,
+    FORMAT_VERSION,
+    HEAD_FILE,
+    MANIFEST,
+    Manifest,
+    parse_manifest,
+    read_manifest,
+)
 
 __all__ = ["BASE_DIR", "FORMAT", "FORMAT_VERSION", "HEAD_FILE", "MANIFEST", "Bundle", "load_bundle", "write_bundle"]
-
-BASE_DIR = "base"
 
 
 @dataclass(frozen=True)

@@ -171,9 +171,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="random seed (the same seed gives the same model)")
     p.add_argument("--false-alarms-per-hour", type=float, default=1.0, metavar="F",
                    help="false-alarm budget the detection thresholds are calibrated to")
+    p.add_argument("--embedding", choices=["float", "int8"], default=None,
+                   help="speech base only: the pretrained float embedding (default), or an int8 copy calibrated "
+                        "on your recordings that the bundle carries: half the device's CPU with ai-edge-litert, "
+                        "but a few points less recall (docs/cost.md)")
     p.add_argument("--no-negatives", action="store_true", help="do not add the generic negative bank")
     p.add_argument("--no-verifier", action="store_true",
                    help="no second opinion from the clips' templates before each detection")
+    p.add_argument("--heads", type=int, default=1, metavar="K",
+                   help="train K heads from different starts and average them (1-5; fewer false alarms "
+                        "on other speech, K times the training time; the device's cost barely changes)")
     p.add_argument("--no-report", action="store_true", help="skip report.html")
     p.set_defaults(run=_run_train)
 

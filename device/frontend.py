@@ -18,6 +18,7 @@ Three frontends, chosen by the bundle's ``frontend.name``:
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from abc import ABC, abstractmethod
@@ -28,10 +29,12 @@ from typing import Any
 
 import numpy as np
 
-from hark import SAMPLE_RATE
+from hark import SAMPLE_RATE, runtime
 from hark.errors import BundleError
-from hark.manifest import FrontendSpec
+from hark.manifest import DEFAULT_EMBEDDING, EMBEDDING_FILES, FrontendSpec
 from hark.runtime import load_interpreter
+
+log = logging.getLogger(__name__)
 
 
 class Frontend(ABC):
@@ -194,6 +197,10 @@ class SpeechFrontend(Frontend):
     The mel model is always run on 1760 samples (1280 new + 480 of overlap), which yields
     exactly 8 frames, so its input never has to be resized while streaming; an embedding is
     taken over the last 76 frames each time the frame count reaches a multiple of 8.
+
+    ``embedding`` names which embedding ``embedding_model`` is (:data:`hark.manifest.EMBEDDING_FILES`):
+    the pretrained float file, or the int8 copy a bundle carries. Both take ``[batch, 76, 32, 1]``
+    float32 mel frames and give 96 float32 values; a file that does not is refused here.
     """
 
     name = "speech"
@@ -205,8 +212,14 @@ class SpeechFrontend(Frontend):
     OVERLAP = MEL_WINDOW - MEL_HOP  # 480
     EMBEDDING_BLOCK = 32
 
-    def __init__(self, *, mel_model: Path, embedding_model: Path, num_threads: int = 1) -> None:
-        super().__init__(mel_model=mel_model, embedding_model=embedding_model, num_threads=num_threads)
+    def __init__(self, *, mel_model: Path, embedding_model: Path, embedding: str = DEFAULT_EMBEDDING,
+                 num_threads: int = 1) -> None:
+        super().__init__(mel_model=mel_model, embedding_model=embedding_model, embedding=embedding,
+                         num_threads=num_threads)
+        if embedding not in EMBEDDING_FILES:
+            raise BundleError(f"unknown speech embedding {embedding!r}: one of {', '.join(EMBEDDING_FILES)}")
+        self.embedding = embedding
+        self.embedding_model = Path(embedding_model)
         self.hop_samples = self.CHUNK
         self.feature_shape = (96,)
         # The first embedding is taken at 80 frames (the first multiple of 8 >= 76).
@@ -220,14 +233,47 @@ class SpeechFrontend(Frontend):
         self._mel_out = self._mel.get_output_details()[0]["index"]
         self._embedding = load_interpreter(embedding_model, num_threads=num_threads)
         self._embedding_batch = 0
+        self._check_embedding(Path(embedding_model))
+        if embedding == "int8" and runtime.runtime_name == "tflite_runtime":
+            # Its XNNPACK does not take the int8 operators: they fall back to reference kernels, several
+            # times slower than the float embedding (docs/cost.md). LiteRT runs them at a third of the cost.
+            log.warning("%s: an int8 embedding on tflite-runtime is slower than the float one; "
+                        "pip install ai-edge-litert (hark[device] does) to run it at a third of the cost",
+                        embedding_model)
         self._embedding_in = self._embedding.get_input_details()[0]["index"]
         self._embedding_out = self._embedding.get_output_details()[0]["index"]
         self._frames = np.zeros((0, 32), dtype=np.float32)
         self._frame_count = 0
 
+    def _check_embedding(self, path: Path) -> None:
+        inputs, outputs = self._embedding.get_input_details(), self._embedding.get_output_details()
+        shape_in = [tuple(int(d) for d in x["shape"][1:]) for x in inputs]
+        size_out = [int(np.prod(x["shape"][1:])) for x in outputs]
+        if (shape_in != [(self.FRAMES_PER_EMBEDDING, 32, 1)] or size_out != [96]
+                or inputs[0]["dtype"] != np.float32 or outputs[0]["dtype"] != np.float32):
+            raise BundleError(f"{path}: not a speech embedding (it takes {[list(s) for s in shape_in]} and gives "
+                              f"{size_out} values; an embedding takes float32 [76, 32, 1] mel frames and gives "
+                              "96 float32 values)")
+
+    def spec(self) -> FrontendSpec:
+        return FrontendSpec(name=self.name, hop_samples=self.hop_samples, receptive_samples=self.receptive_samples,
+                            feature_shape=tuple(self.feature_shape), embedding=self.embedding)
+
     @property
     def first_end(self) -> int:
         return self._first_end
+
+    def embedding_inputs(self, samples: np.ndarray) -> np.ndarray:
+        """What the embedding sees of a whole clip: its mel windows ``[n, 76, 32]``, one every 80 ms
+        (the windows :meth:`transform` embeds), for calibrating a quantized copy of the embedding."""
+        samples = np.asarray(samples, dtype=np.float32)
+        if len(samples) < self.MEL_WINDOW:
+            return np.zeros((0, self.FRAMES_PER_EMBEDDING, 32), np.float32)
+        mel = self._run_mel(samples)
+        ends = range(self._first_frames, len(mel) + 1, self.FRAMES_PER_HOP)
+        windows = [mel[e - self.FRAMES_PER_EMBEDDING:e] for e in ends]
+        return np.stack(windows).astype(np.float32) if windows else np.zeros((0, self.FRAMES_PER_EMBEDDING, 32),
+                                                                              np.float32)
 
     def reset(self) -> None:
         super().reset()
@@ -339,9 +385,14 @@ def build_frontend(spec: FrontendSpec | Mapping[str, Any], base_files: Mapping[s
         name, hop = spec["name"], spec.get("hop_samples")
     try:
         if name == "speech":
+            embedding = spec.embedding if isinstance(spec, FrontendSpec) else spec.get("embedding",
+                                                                                        DEFAULT_EMBEDDING)
+            if embedding not in EMBEDDING_FILES:
+                raise BundleError(f"unknown speech embedding {embedding!r}: one of {', '.join(EMBEDDING_FILES)}")
             return SpeechFrontend(
                 mel_model=base_files["melspectrogram.tflite"],
-                embedding_model=base_files["embedding_model.tflite"],
+                embedding_model=base_files[EMBEDDING_FILES[embedding]],
+                embedding=embedding,
                 num_threads=num_threads,
             )
         if name == "sounds":

@@ -36,6 +36,13 @@ MANIFEST = "manifest.json"
 HEAD_FILE = "head.tflite"
 VERIFIER_FILE = "verifier.npz"
 VERIFIER_METHOD = "subsequence-dtw-cosine"
+BASE_DIR = "base"
+
+# The speech frontend's embedding: the pretrained float file, or an int8 copy the trainer made from
+# it (calibrated on the user's recordings) that the bundle carries. A bundle without the key is float.
+EMBEDDING_FILES = {"float": "embedding_model.tflite", "int8": "embedding_model_int8.tflite"}
+EMBEDDINGS = tuple(EMBEDDING_FILES)
+DEFAULT_EMBEDDING = "float"
 
 # Bounds of the file itself: a trainer writes a few kilobytes, nested five deep.
 MAX_MANIFEST_BYTES = 1 << 20
@@ -89,12 +96,21 @@ class FrontendSpec:
     n_fft: int = 512
     fmin: float = 20.0
     fmax: float = 7600.0
+    # ``speech`` only: which embedding the head was trained on (:data:`EMBEDDING_FILES`).
+    embedding: str = DEFAULT_EMBEDDING
+
+    @property
+    def embedding_file(self) -> str | None:
+        """The base file of the speech embedding this frontend runs (None for the other frontends)."""
+        return EMBEDDING_FILES[self.embedding] if self.name == "speech" else None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "hop_samples": self.hop_samples,
                                "receptive_samples": self.receptive_samples, "feature_shape": list(self.feature_shape)}
         if self.name == "none":
             out.update(n_fft=self.n_fft, fmin=self.fmin, fmax=self.fmax)
+        if self.name == "speech":
+            out["embedding"] = self.embedding
         return out
 
 
@@ -420,11 +436,15 @@ def _frontend(reader: _Reader) -> FrontendSpec:
                  for i, v in enumerate(shape))
     if math.prod(dims) > MAX_FEATURE_SIZE:
         raise fe.fail("feature_shape", f"{list(dims)} holds more than {MAX_FEATURE_SIZE} values a feature")
+    embedding = fe.text("embedding", DEFAULT_EMBEDDING, choices=EMBEDDINGS)
+    if name != "speech" and embedding != DEFAULT_EMBEDDING:
+        raise fe.fail("embedding", f"{embedding!r}, but only the speech frontend has an embedding to choose")
     spec = FrontendSpec(
         name=name,
         hop_samples=fe.integer("hop_samples", low=1, high=MAX_HOP_SAMPLES),
         receptive_samples=fe.integer("receptive_samples", low=1, high=MAX_RECEPTIVE_SAMPLES),
         feature_shape=dims,
+        embedding=embedding,
     )
     if name != "none":
         return spec
@@ -567,6 +587,10 @@ def parse_manifest(data: Any, *, where: Path | str = MANIFEST) -> Manifest:
             raise top.fail(f"files.{name}", "points outside the bundle")
     if head.file not in files:
         raise top.fail("head.file", f"{head.file!r} is not listed in files with its sha256")
+    if frontend.embedding_file is not None and f"{BASE_DIR}/{frontend.embedding_file}" not in files:
+        # What was trained is what runs: never another embedding than the one the head learnt on.
+        raise top.fail("frontend.embedding", f"{frontend.embedding!r}, but {BASE_DIR}/{frontend.embedding_file} "
+                       "is not listed in files with its sha256")
     verifier = _verifier(top, classes, VERIFIER_METHOD)
     if verifier is not None and verifier.file not in files:
         raise top.fail("verifier.file", f"{verifier.file!r} is not listed in files with its sha256")

@@ -13,11 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
+from hark.basemodels import BASE_FILES
 from hark.bundle import Bundle, load_bundle
 from hark.errors import BundleError, HarkError
 from hark.frontend import Frontend, build_frontend
 from hark.labels import BACKGROUND
-from hark.manifest import Manifest
+from hark.manifest import BASE_DIR, Manifest
 from hark.runtime import load_interpreter, probe_model
 from hark.verifier import VerifierSpec
 
@@ -109,7 +110,19 @@ class Model:
         self.labels = bundle.labels
         self.head = Head(bundle.head_path, input_shape=self.manifest.input_shape, n_outputs=len(self.labels),
                          where=where)
-        self.frontend = self.new_frontend()
+        for name, path in sorted(bundle.base_files.items()):
+            pinned = BASE_FILES.get(name)
+            if pinned is None or bundle.manifest.files.get(f"{BASE_DIR}/{name}") != pinned.sha256:
+                # Made by the trainer (an int8 embedding), not an official file: checked as the head is.
+                probe_model(path)
+        try:
+            self.frontend = self.new_frontend()
+        except HarkError:
+            raise
+        except Exception as err:  # the runtime's own errors on a file it cannot run
+            raise BundleError(f"{where}: frontend: its base files do not load "
+                              f"({str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__})")\
+                from None
         spec = self.manifest.frontend
         for key, built, promised in (("hop_samples", self.frontend.hop_samples, spec.hop_samples),
                                      ("receptive_samples", self.frontend.receptive_samples, spec.receptive_samples),

@@ -65,6 +65,9 @@ def load_interpreter(
         # intermediate tensor hark reads on purpose (a few MB for one 0.975 s window), so the warning
         # would only alarm a user at every start.
         warnings.filterwarnings("ignore", message=".*experimental_preserve_all_tensors", category=UserWarning)
+        # TensorFlow's own interpreter (the trainer's, once TensorFlow is loaded) says it is deprecated in
+        # favour of LiteRT at every model loaded; nothing a user of hark can act on.
+        warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated", category=UserWarning)
         return cls(**source, **kwargs)
 
 

@@ -94,6 +94,15 @@ def build_head(base: str, *, window: int, feature_shape: tuple[int, ...], n_outp
     return model
 
 
+def average(members: list[keras.Model], *, window: int, feature_shape: tuple[int, ...]) -> keras.Model:
+    """One model whose scores are the mean of the members' (a single member is returned as it is)."""
+    if len(members) == 1:
+        return members[0]
+    inputs = keras.Input((window, *feature_shape), name="features")
+    outputs = layers.Average(name="scores")([m(inputs) for m in members])
+    return keras.Model(inputs, outputs)
+
+
 def scores(model: keras.Model, x: np.ndarray, *, batch_size: int = 4096) -> np.ndarray:
     """The model's softmax outputs for ``x``, a batch at a time.
 

@@ -32,7 +32,7 @@ import numpy as np
 from tqdm import tqdm
 
 from hark.audiofile import SAMPLE_RATE, find_audio, read_audio
-from hark.basemodels import cache_dir, download_verified
+from hark.basemodels import cache_dir, download_verified, sha256_of
 from hark.errors import AudioError, HarkError
 from hark.frontend import Frontend
 from hark.model import pad_clip
@@ -66,6 +66,9 @@ GENERIC_SOURCES: tuple[NegativeSource, ...] = (
 )
 
 MAX_CLIP_S = 10.0
+# Bank features of an int8 embedding are kept for the few newest ones only: each dataset makes its
+# own embedding, and every training would otherwise leave tens of MB behind.
+KEEP_QUANTIZED_CACHES = 4
 
 
 @dataclass(frozen=True)
@@ -141,7 +144,13 @@ def bank_files(dirs: Iterable[Path], *, max_files: int) -> list[Path]:
 
 def _cache_key(frontend: Frontend, files: list[Path], lead_samples: int) -> str:
     listing = [(str(p.resolve()), p.stat().st_size) for p in files]
-    blob = json.dumps({"frontend": frontend.params(), "files": listing, "max_clip_s": MAX_CLIP_S,
+    params = frontend.params()
+    if params.get("embedding", "float") == "float":
+        params.pop("embedding", None)  # the float embedding's features, cached before the key existed
+    else:
+        # An int8 embedding is made for each dataset: its features are its own.
+        params["embedding_sha256"] = sha256_of(frontend.embedding_model)  # type: ignore[attr-defined]
+    blob = json.dumps({"frontend": params, "files": listing, "max_clip_s": MAX_CLIP_S,
                        "lead_samples": lead_samples}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
@@ -159,7 +168,9 @@ def bank_features(frontend: Frontend, *, dirs: Iterable[Path] | None = None, max
     files = bank_files(negative_dirs() if dirs is None else dirs, max_files=max_files)
     if not files:
         raise HarkError("the negative bank is empty: no audio files under " + ", ".join(map(str, dirs or [])))
-    cache = feature_cache_dir() / f"negatives-{frontend.name}-{_cache_key(frontend, files, lead_samples)}.npz"
+    kind = frontend.params().get("embedding", "float")
+    prefix = f"negatives-{frontend.name}-" + (f"{kind}-" if kind != "float" else "")
+    cache = feature_cache_dir() / f"{prefix}{_cache_key(frontend, files, lead_samples)}.npz"
     if cache.is_file():
         try:
             with np.load(cache, allow_pickle=False) as stored:
@@ -184,9 +195,18 @@ def bank_features(frontend: Frontend, *, dirs: Iterable[Path] | None = None, max
             np.savez(out, paths=np.array([str(c.path) for c in clips]),
                      **{str(i): c.features for i, c in enumerate(clips)})
         os.replace(tmp, cache)
+        if kind != "float":
+            _forget_older(cache.parent, prefix, keep=KEEP_QUANTIZED_CACHES)
     except OSError as err:
         log.warning("cannot cache negative-bank features in %s (%s); they will be computed again", cache.parent, err)
     return clips
+
+
+def _forget_older(folder: Path, prefix: str, *, keep: int) -> None:
+    """Delete all but the ``keep`` newest cached feature files starting with ``prefix``."""
+    kept = sorted(folder.glob(f"{prefix}*.npz"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in kept[keep:]:
+        old.unlink(missing_ok=True)
 
 
 def bank_windows(sequences: list[np.ndarray], *, window: int, stride: int, limit: int,

@@ -144,6 +144,11 @@ background, {bank_text}, held-back background), replayed through the device's ow
 <th>false alarms/h</th></tr>{cal_rows}</table>
 <p><img src="{calibration_picture(calibration)}" alt="recall versus false alarms per hour"></p>"""
     warnings = "".join(f"<li>{html.escape(w)}</li>" for w in dataset.warnings) or "<li>none</li>"
+    made = metrics.get("embedding") or {}
+    embedding_text = (f" with the <b>int8</b> speech embedding (calibrated on {made.get('representative_windows')} "
+                      f"windows of your recordings; cosine to the float embedding "
+                      f"{made.get('cosine_to_float_mean', 0):.3f} on average, "
+                      f"{made.get('cosine_to_float_min', 0):.3f} at worst)") if made else ""
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>hark model {html.escape(manifest.name)}</title>
 <style>body{{font-family:sans-serif;max-width:60em;margin:2em auto;color:#222}}
@@ -151,7 +156,7 @@ table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:.3em .6em;
 td:first-child,th:first-child{{text-align:left}}img{{max-width:100%}}</style></head><body>
 <h1>hark model <code>{html.escape(manifest.name)}</code></h1>
 <p>Base <b>{html.escape(manifest.base)}</b> ({html.escape(manifest.base_choice)}); frontend
-{html.escape(frontend.name)}, head window {manifest.head.window} features, trained
+{html.escape(frontend.name)}{embedding_text}, head window {manifest.head.window} features, trained
 {html.escape(manifest.created)} by hark {html.escape(manifest.trainer_version)} in
 {metrics['train_seconds']} s.</p>
 <h2>Validation</h2>

@@ -17,6 +17,7 @@ import argparse
 import datetime
 import logging
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -29,13 +30,21 @@ from tqdm import tqdm
 from hark import __version__
 from hark.activity import GateSettings, active_hops, hold_samples, open_windows
 from hark.audiofile import SAMPLE_RATE
-from hark.basemodels import BASE_FILES, fetch_base
+from hark.basemodels import BASE_FILES, BASES, fetch_base
 from hark.bundle import MANIFEST, check_output, write_bundle
 from hark.dataset import Clip, Dataset, check_dataset
 from hark.errors import HarkError
 from hark.frontend import Frontend, build_frontend
 from hark.labels import BACKGROUND
-from hark.manifest import DEFAULT_DECISION_S, ClassifySpec, HeadSpec, Manifest, read_manifest
+from hark.manifest import (
+    DEFAULT_DECISION_S,
+    EMBEDDING_FILES,
+    EMBEDDINGS,
+    ClassifySpec,
+    HeadSpec,
+    Manifest,
+    read_manifest,
+)
 from hark.trainer import features as F
 from hark.trainer import metrics as M
 from hark.trainer.negatives import BankClip
@@ -63,6 +72,8 @@ PERTURB_SHARE = 0.5
 # The user's own negatives (``_unknown_/``, moved captures) count more than the generic bank: they
 # are the sounds of this home that fired or must not fire.
 UNKNOWN_WEIGHT = 3.0
+# What ``--embedding`` is when not given (docs/cost.md has the measurements behind the choice).
+DEFAULT_TRAIN_EMBEDDING = "float"
 HARD_WEIGHT = 2.0  # bank windows the first fit scored high, added again
 
 
@@ -99,6 +110,24 @@ class TrainOptions:
     progress: bool = True
     false_alarms_per_hour: float = 1.0
     verifier: bool = True
+    # The speech base's embedding: the pretrained float file or an int8 copy made here (:mod:`hark.trainer.quantize`).
+    embedding: str = DEFAULT_TRAIN_EMBEDDING
+    heads: int = 1  # members averaged into the one head file
+
+
+@dataclass
+class Member:
+    """One head of the ensemble, with the windows it is fitted on (its own hard negatives added)."""
+
+    model: Any
+    epochs: int  # epochs its early-stopped weights were trained for
+    x: np.ndarray
+    y: np.ndarray
+    w: np.ndarray
+
+
+MAX_HEADS = 5
+MEMBER_SEED_STEP = 1000  # member k starts from seed + k * this: member 0 is the single head of heads=1
 
 
 def choose_base(dataset: Dataset, requested: str, *, seed: int = 0,
@@ -553,13 +582,44 @@ def train(dataset_path: str | Path, output: str | Path, options: TrainOptions = 
     """Train a bundle at ``output`` from the dataset folder; returns the manifest written."""
     started = time.monotonic()
     say = (lambda m: print(m, file=sys.stderr)) if options.progress else (lambda m: None)
+    if options.embedding not in EMBEDDINGS:
+        raise HarkError(f"--embedding: {options.embedding!r} is not one of {', '.join(EMBEDDINGS)}")
     output = check_output(output, dataset=dataset_path)  # before any work: nothing the user did not ask to replace
     dataset = check_dataset(dataset_path, progress=options.progress)
     base, why = choose_base(dataset, options.base, seed=options.seed, say=say)
     say(f"hark: base {base} ({why})")
     recipe = F.RECIPES[base]
     base_files = fetch_base(base)
-    fe = build_frontend(recipe.frontend_params, base_files)
+    with tempfile.TemporaryDirectory(prefix="hark-train-") as scratch:
+        embedding = None
+        if base == "speech" and options.embedding != "float":
+            embedding = make_embedding(dataset, base_files, Path(scratch), say=say)
+            base_files = {**{n: p for n, p in base_files.items() if n != EMBEDDING_FILES["float"]},
+                          embedding.path.name: embedding.path}
+        fe = build_frontend({**recipe.frontend_params, "embedding": "int8" if embedding else "float"}, base_files)
+        return _train(dataset, output, options, base=base, why=why, recipe=recipe, base_files=base_files, fe=fe,
+                      embedding=embedding, started=started, say=say)
+
+
+def make_embedding(dataset: Dataset, base_files: dict[str, Path], folder: Path, *,
+                   say: Callable[[str], None]) -> Any:
+    """The int8 copy of the speech embedding, calibrated on this dataset's audio (:mod:`hark.trainer.quantize`)."""
+    from hark.trainer import quantize as Q
+
+    say("hark: making the int8 speech embedding (calibrating on the dataset's audio)")
+    float_fe = build_frontend({"name": "speech"}, base_files)
+    clips = [c.samples for label in dataset.labels for c in dataset.usable(label)] + \
+        [c.samples for c in dataset.unknown]
+    windows = Q.representative_windows(float_fe, clips, [c.samples for c in dataset.background])
+    made = Q.int8_embedding(base_files[EMBEDDING_FILES["float"]], windows, folder)
+    say(f"hark: int8 speech embedding calibrated on {made.windows} windows of the dataset's audio "
+        f"(cosine to the float embedding {made.cosine_mean:.4f} on average, {made.cosine_min:.4f} at worst)")
+    return made
+
+
+def _train(dataset: Dataset, output: Path, options: TrainOptions, *, base: str, why: str, recipe: F.Recipe,
+           base_files: dict[str, Path], fe: Frontend, embedding: Any, started: float,
+           say: Callable[[str], None]) -> Manifest:
     labels = [BACKGROUND, *dataset.labels]
     rng = np.random.default_rng(options.seed)
     train_split, val_split, counts = build_examples(dataset, labels, recipe, fe, rng, options.progress)
@@ -590,22 +650,33 @@ def train(dataset_path: str | Path, output: str | Path, options: TrainOptions = 
     x_val, y_val = val_split.arrays()
     features_s = time.monotonic() - started
 
-    from hark.trainer import head as H  # TensorFlow only now: the features above need none
+    from hark.trainer import head as H  # TensorFlow only now (with an int8 embedding: already, to make it)
 
     H.set_seed(options.seed)
     flat = x_train.reshape(-1, x_train.shape[-1])
     mean, var = flat.mean(axis=0), flat.var(axis=0) + 1e-6
     n = len(labels)
 
-    model = H.build_head(base, window=recipe.window, feature_shape=fe.feature_shape, n_outputs=n,
-                         norm_mean=mean, norm_var=var)
-    stopper = early_stopping(warmup_epochs([label for label, _ in val_split.clips], n))
-    bar = _EpochBar(MAX_EPOCHS, "training head", options.progress)
-    history = model.fit(x_train, y_train, sample_weight=class_weights(y_train, n, w_train), batch_size=BATCH,
-                        epochs=MAX_EPOCHS, validation_data=(x_val, y_val, class_weights(y_val, n)),
-                        callbacks=[stopper, bar.callback], verbose=0, shuffle=True)
-    bar.close()
-    best_epochs = stopper.best_epoch + 1  # how many epochs the restored weights were trained for
+    # Each member fits the same windows from its own start: the stretches of other speech one fit
+    # takes for a keyword depend on the run, so the mean of a few members keeps what they agree on.
+    members: list[Member] = []
+    histories: list[dict[str, list[float]]] = []
+    for k in range(options.heads):
+        H.set_seed(options.seed + MEMBER_SEED_STEP * k)
+        member = H.build_head(base, window=recipe.window, feature_shape=fe.feature_shape, n_outputs=n,
+                              norm_mean=mean, norm_var=var)
+        stopper = early_stopping(warmup_epochs([label for label, _ in val_split.clips], n))
+        bar = _EpochBar(MAX_EPOCHS, "training head" + (f" {k + 1}/{options.heads}" if options.heads > 1 else ""),
+                        options.progress)
+        history = member.fit(x_train, y_train, sample_weight=class_weights(y_train, n, w_train), batch_size=BATCH,
+                             epochs=MAX_EPOCHS, validation_data=(x_val, y_val, class_weights(y_val, n)),
+                             callbacks=[stopper, bar.callback], verbose=0, shuffle=True)
+        bar.close()
+        # How many epochs the restored weights were trained for; the report plots the first member's curves.
+        members.append(Member(member, stopper.best_epoch + 1, x_train, y_train, w_train))
+        histories.append(history.history)
+    best_epochs = max(m.epochs for m in members)
+    model = H.average([m.model for m in members], window=recipe.window, feature_shape=fe.feature_shape)
     peaks, truth = group_peaks(model, val_split.groups, n)
     thresholds = choose_thresholds(peaks, truth, labels)
     pred = decide(peaks, labels, thresholds)
@@ -615,18 +686,20 @@ def train(dataset_path: str | Path, output: str | Path, options: TrainOptions = 
     metrics["background_false_alarm_rate"] = float((pred[~clip_truth] != 0).mean()) if (~clip_truth).any() else None
     hard_windows = 0
     if bank is not None:
-        # Hard negatives: the bank windows this head already takes for a class, taught again.
-        hard = mine_hard(model, bank.pool, limit=HARD_WINDOWS)
-        hard_windows = len(hard)
-        if hard_windows:
-            x_train = np.concatenate([x_train, hard])
-            y_train = np.concatenate([y_train, np.zeros(hard_windows, np.int64)])
-            w_train = np.concatenate([w_train, np.full(hard_windows, HARD_WEIGHT, np.float32)])
-            again = max(3, best_epochs // 3)
-            bar = _EpochBar(again, "hard negatives", options.progress)
-            model.fit(x_train, y_train, sample_weight=class_weights(y_train, n, w_train), batch_size=BATCH,
-                      epochs=again, callbacks=[bar.callback], verbose=0, shuffle=True)
-            bar.close()
+        # Hard negatives: the bank windows a member already takes for a class, taught to it again.
+        for k, m in enumerate(members):
+            hard = mine_hard(m.model, bank.pool, limit=HARD_WINDOWS)
+            hard_windows = max(hard_windows, len(hard))
+            if len(hard):
+                m.x = np.concatenate([m.x, hard])
+                m.y = np.concatenate([m.y, np.zeros(len(hard), np.int64)])
+                m.w = np.concatenate([m.w, np.full(len(hard), HARD_WEIGHT, np.float32)])
+                again = max(3, m.epochs // 3)
+                bar = _EpochBar(again, "hard negatives" + (f" {k + 1}/{len(members)}" if len(members) > 1 else ""),
+                                options.progress)
+                m.model.fit(m.x, m.y, sample_weight=class_weights(m.y, n, m.w), batch_size=BATCH,
+                            epochs=again, callbacks=[bar.callback], verbose=0, shuffle=True)
+                bar.close()
     verifier, verifier_summary, verifier_calibrating = None, None, None
     if options.verifier and templates_of is not None:
         from hark.trainer.templates import REGION_EXTRA_S, build_verifier
@@ -644,13 +717,15 @@ def train(dataset_path: str | Path, output: str | Path, options: TrainOptions = 
                                  budget_per_hour=options.false_alarms_per_hour, verifier=verifier_calibrating)
     # Then fit on every clip for a third of the epochs validation chose: with 8 clips a class
     # the held-out two matter. Continuing (not refitting from scratch) reuses the traced graph.
-    x_all, y_all = np.concatenate([x_train, x_val]), np.concatenate([y_train, y_val])
-    w_all = np.concatenate([w_train, val_split.weights()])
-    extra = max(2, best_epochs // 3)
-    bar = _EpochBar(extra, "final fit", options.progress)
-    model.fit(x_all, y_all, sample_weight=class_weights(y_all, n, w_all), batch_size=BATCH, epochs=extra,
-              callbacks=[bar.callback], verbose=0, shuffle=True)
-    bar.close()
+    for k, m in enumerate(members):
+        x_all, y_all = np.concatenate([m.x, x_val]), np.concatenate([m.y, y_val])
+        w_all = np.concatenate([m.w, val_split.weights()])
+        extra = max(2, m.epochs // 3)
+        bar = _EpochBar(extra, "final fit" + (f" {k + 1}/{len(members)}" if len(members) > 1 else ""),
+                        options.progress)
+        m.model.fit(x_all, y_all, sample_weight=class_weights(y_all, n, w_all), batch_size=BATCH, epochs=extra,
+                    callbacks=[bar.callback], verbose=0, shuffle=True)
+        bar.close()
     head_bytes = H.export_tflite(model, window=recipe.window, feature_shape=fe.feature_shape)
     output = Path(output)
     recall = {label: metrics["per_class"][label]["recall"] for label in labels[1:]}
@@ -671,7 +746,8 @@ def train(dataset_path: str | Path, output: str | Path, options: TrainOptions = 
         # validation clips: a stream's false-alarm budget would turn quiet clips into background.
         classify=ClassifySpec(thresholds=thresholds, expected_recall=recall),
         verifier=verifier.manifest_block() if verifier is not None else None,
-        base_hashes={name: BASE_FILES[name].sha256 for name in base_files},
+        # The pinned files the bundle's base came from (an int8 embedding: the float file it was made from).
+        base_hashes={name: BASE_FILES[name].sha256 for name in BASES[base]},
         metrics={
             "validation_accuracy": metrics["accuracy"],
             "validation_clip_accuracy": metrics["clip_accuracy"],
@@ -679,10 +755,12 @@ def train(dataset_path: str | Path, output: str | Path, options: TrainOptions = 
             "per_class": metrics["per_class"],
             "confusion": metrics["confusion"],
             "epochs": best_epochs,
-            "train_windows": int(len(y_train)),
+            "train_windows": int(len(members[0].y)),
+            "heads": len(members),
             "validation_windows": int(len(y_val)),
             "negative_bank": bank.summary(hard_windows, soundalikes) if bank is not None else None,
             "verifier": verifier_summary,
+            "embedding": embedding.summary() if embedding is not None else None,
             "feature_seconds": round(features_s, 1),
             "train_seconds": round(time.monotonic() - started, 1),
         },
@@ -699,7 +777,7 @@ def train(dataset_path: str | Path, output: str | Path, options: TrainOptions = 
     if options.report:
         from hark.trainer.report import write_report
 
-        write_report(output, manifest=manifest, history=history.history, dataset=dataset, frontend=fe,
+        write_report(output, manifest=manifest, history=histories[0], dataset=dataset, frontend=fe,
                      calibration=calibration)
     return manifest
 
@@ -766,9 +844,15 @@ def summary_lines(manifest: Manifest, output: Path) -> list[str]:
 def main(args: argparse.Namespace) -> int:
     if not args.false_alarms_per_hour > 0:
         raise HarkError(f"--false-alarms-per-hour: {args.false_alarms_per_hour} must be above 0")
+    if not 1 <= args.heads <= MAX_HEADS:
+        raise HarkError(f"--heads: {args.heads} must be between 1 and {MAX_HEADS}")
+    embedding = args.embedding or DEFAULT_TRAIN_EMBEDDING
+    if args.embedding not in (None, "float") and args.base in ("sounds", "none"):
+        raise HarkError(f"--embedding {args.embedding}: the {args.base} base has no speech embedding to quantize; "
+                        "use it with --base speech or auto")
     options = TrainOptions(base=args.base, seed=args.seed, report=not args.no_report,
                            negatives=not args.no_negatives, false_alarms_per_hour=args.false_alarms_per_hour,
-                           verifier=not args.no_verifier)
+                           verifier=not args.no_verifier, heads=args.heads, embedding=embedding)
     manifest = train(args.dataset, args.output, options)
     for line in summary_lines(manifest, Path(args.output)):
         print(line)

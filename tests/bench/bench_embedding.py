@@ -5,10 +5,9 @@
     .venv/bin/python tests/bench/bench_embedding.py --vm-cpu EPYC-Rome             # in a KVM guest
 
 A ``.tflite`` file cannot be quantized again by TensorFlow's converter, which starts from a
-TensorFlow model; but ``embedding_model.tflite`` is a plain stack of 20 convolutions, leaky ReLUs
-(slope 0.2) clipped below at -0.4, and 5 max-pools, so it is rebuilt here in Keras from the file's
-own weights and checked equal to it (largest difference printed). From that model the converter
-makes:
+TensorFlow model; the trainer's :mod:`hark.trainer.quantize` rebuilds ``embedding_model.tflite``
+in Keras from the file's own weights (checked equal to it here: largest difference printed) and
+converts that, as ``hark train --embedding int8`` does. This bench makes:
 
 - ``dynamic-range``: int8 weights, float activations (weights only: no data needed, deterministic);
 - ``int8``: int8 weights and activations, float input and output, calibrated on a representative set
@@ -69,40 +68,6 @@ for path in sys.argv[1:]:
 """
 
 
-def rebuild(path: Path):  # type: ignore[no-untyped-def]
-    """The embedding as a Keras model with the file's weights."""
-    import tensorflow as tf
-
-    it = tf.lite.Interpreter(str(path))
-    it.allocate_tensors()
-    details = {t["index"]: t for t in it.get_tensor_details()}
-    inp = tf.keras.Input((76, 32, 1))
-    x = tf.keras.layers.ZeroPadding2D(((0, 0), (1, 1)))(inp)
-    first = True
-    for op in it._get_ops_details():
-        name = op["op_name"]
-        if name == "CONV_2D":
-            w, b = it.get_tensor(op["inputs"][1]), it.get_tensor(op["inputs"][2])  # [out, kh, kw, in]
-            # The (1, 3) convolutions keep the width ('same'); the (3, 1) and the first 3x3 shrink ('valid').
-            padding = "same" if w.shape[1] == 1 and not first else "valid"
-            conv = tf.keras.layers.Conv2D(w.shape[0], (w.shape[1], w.shape[2]), padding=padding)
-            x = conv(x)
-            conv.set_weights([w.transpose(1, 2, 3, 0), b])
-            first = False
-        elif name == "LEAKY_RELU":
-            x = tf.keras.layers.LeakyReLU(negative_slope=0.2)(x)
-        elif name == "MAXIMUM":
-            floor = float(it.get_tensor(op["inputs"][1]))
-            x = tf.keras.layers.Lambda(lambda t, f=floor: tf.maximum(t, f))(x)
-        elif name == "MAX_POOL_2D":
-            (_, h_in, w_in, _), (_, h_out, w_out, _) = (details[op["inputs"][0]]["shape"],
-                                                        details[op["outputs"][0]]["shape"])
-            x = tf.keras.layers.MaxPooling2D((h_in // h_out, w_in // w_out))(x)
-        elif name not in ("PAD", "DELEGATE"):  # DELEGATE: the node XNNPACK took the graph into
-            raise SystemExit(f"bench_embedding: unexpected op {name}; the rebuild does not know it")
-    return tf.keras.Model(inp, x)
-
-
 def mel_windows(files: list[Path]) -> np.ndarray:
     from hark.audiofile import read_audio
     from hark.frontend import SpeechFrontend
@@ -112,18 +77,7 @@ def mel_windows(files: list[Path]) -> np.ndarray:
     for f in files:
         mel = fe._run_mel(read_audio(f)[:16000 * 20].astype(np.float32))
         out += [mel[s:s + 76] for s in range(0, len(mel) - 76, 8)]
-    return np.stack(out)[..., None].astype(np.float32)
-
-
-def embed(model: Path | bytes, windows: np.ndarray) -> np.ndarray:
-    import tensorflow as tf
-
-    it = tf.lite.Interpreter(model_content=model) if isinstance(model, bytes) else tf.lite.Interpreter(str(model))
-    it.resize_tensor_input(0, [len(windows), 76, 32, 1])
-    it.allocate_tensors()
-    it.set_tensor(it.get_input_details()[0]["index"], windows)
-    it.invoke()
-    return it.get_tensor(it.get_output_details()[0]["index"]).reshape(len(windows), -1)
+    return np.stack(out).astype(np.float32)
 
 
 def time_copies(copies: dict[str, Path], pythons: list[str]) -> None:
@@ -179,7 +133,7 @@ def main() -> int:
         time_copies(made_copies(args.out), args.python)
         return 0
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    import tensorflow as tf
+    from hark.trainer.quantize import cosine, embed, quantize, rebuild
 
     args.out.mkdir(parents=True, exist_ok=True)
     source = MODELS / "embedding_model.tflite"
@@ -190,28 +144,22 @@ def main() -> int:
     test = test[rng.choice(len(test), min(512, len(test)), replace=False)]
     model = rebuild(source)
     reference = embed(source, test)
-    rebuilt = model.predict(test, verbose=0).reshape(len(test), -1)
+    rebuilt = model.predict(test[..., None], verbose=0).reshape(len(test), -1)
     print(f"representative windows {len(representative)}, test windows {len(test)} (from {len(files)} files)")
     print(f"Keras rebuild vs the file: largest difference {np.abs(rebuilt - reference).max():.2e} "
           f"(outputs up to {np.abs(reference).max():.0f})")
 
-    def representative_data():  # type: ignore[no-untyped-def]
-        for i in rng.choice(len(representative), min(400, len(representative)), replace=False):
-            yield [representative[i:i + 1]]
-
+    calibration = representative[np.sort(rng.choice(len(representative), min(400, len(representative)),
+                                                    replace=False))]
     copies: dict[str, Path] = {"float (the file)": source}
-    for name, calibrate in (("dynamic-range", False), ("int8", True)):
-        converter = tf.lite.TFLiteConverter.from_keras_model(model)
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        if calibrate:
-            converter.representative_dataset = representative_data
+    for name in ("dynamic-range", "int8"):
         path = args.out / f"embedding_{name}.tflite"
-        path.write_bytes(converter.convert())
+        path.write_bytes(quantize(model, calibration, mode=name))
         copies[name] = path
     print(f"\n{'copy':<18} {'bytes':>9} {'cosine mean':>12} {'cosine min':>11} {'rel. error':>11}")
     for name, path in copies.items():
         out = embed(path, test)
-        cos = (out * reference).sum(1) / np.linalg.norm(out, axis=1) / np.linalg.norm(reference, axis=1)
+        cos = cosine(out, reference)
         err = np.linalg.norm(out - reference) / np.linalg.norm(reference)
         print(f"{name:<18} {path.stat().st_size:>9} {cos.mean():>12.4f} {cos.min():>11.4f} {err:>11.3f}")
     time_copies(copies, args.python)

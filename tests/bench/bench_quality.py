@@ -1,7 +1,7 @@
 """Detection quality on recordings nobody tuned on: a dev and a sealed side, rotated keyword sets, seeds.
 
     nice -n 5 .venv/bin/python tests/bench/bench_quality.py [keywords] [esc] [--sides dev,sealed]
-        [--seeds 5] [--minutes 15] [--workdir build/bench/quality] [--no-stream]
+        [--seeds 5] [--minutes 15] [--workdir build/bench/quality] [--no-stream] [--embedding float|int8 --tag T]
 
 Every source is split in code (:func:`splits`), reproducibly, with no file on both sides:
 
@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -51,6 +52,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -76,7 +78,9 @@ KEYWORDS = ("alexa", "computer", "jarvis")
 KEYWORD_SETS = (("alexa", "computer"), ("alexa", "jarvis"), ("computer", "jarvis"), KEYWORDS)
 TRAIN_POOL = 40  # clips a keyword per side the seeds draw their 8 from; the rest are test clips
 ESC_FOLDS = {"dev": "12", "sealed": "3"}
-STREAM_SEEDS = {"dev": 101, "sealed": 9001}  # make_stream's seed per side (plus the keyword set's index)
+# make_stream's seed per side (plus the keyword set's index); -a and -b are the review round's two streams.
+STREAM_SEEDS = {"dev": 101, "sealed": 9001, "dev-a": 201, "dev-b": 301, "sealed-a": 9101, "sealed-b": 9201}
+REVIEW_MINUTES = 30.0
 RATES = (2.0, 1.0, 0.5)
 RATE_GRID = np.round(np.concatenate([np.arange(0.3, 0.95, 0.01), np.arange(0.95, 0.9995, 0.001)]), 4)
 
@@ -218,8 +222,11 @@ def draw(pool: dict[str, list[Path]], words: Iterable[str], per_class: int, seed
     return {w: sorted(pool[w][i] for i in rng.choice(len(pool[w]), per_class, replace=False)) for w in words}
 
 
+EMBEDDING = "float"  # --embedding: the speech base's embedding every training here uses
+
+
 def train_model(work: Path, name: str, clips: dict[str, list[Path]], background: list[Path], *, base: str,
-                seed: int) -> tuple[Path, float]:
+                seed: int, heads: int = 1, extra: dict[str, list[Path]] | None = None) -> tuple[Path, float]:
     from hark.trainer.train import TrainOptions, train
 
     model = work / "models" / MODELS_TAG / name
@@ -229,9 +236,12 @@ def train_model(work: Path, name: str, clips: dict[str, list[Path]], background:
         data = Path(tmp) / "data"
         for label, paths in clips.items():
             link(data / label, paths)
+        for label, paths in (extra or {}).items():
+            link(data / label, paths)
         link(data / "_background_noise_", background)
         started = time.monotonic()
-        train(data, model, TrainOptions(base=base, seed=seed, report=False, progress=False))
+        train(data, model, TrainOptions(base=base, seed=seed, report=False, progress=False, heads=heads,
+                                        embedding=EMBEDDING))
         return model, time.monotonic() - started
 
 
@@ -291,8 +301,6 @@ class StreamResult:
 def run_stream(model_path: Path, stream: Path) -> StreamResult:
     """The model over the stream as ``hark detect`` runs it; the head's scores are kept beside the model
     (``trace_<stream>.npz``) for :func:`recall_at_rates`, and the result too, so a rerun reads them."""
-    import json
-
     kept = model_path / f"result_{stream.stem}.json"
     if kept.exists():
         return StreamResult(**json.loads(kept.read_text()))
@@ -395,7 +403,8 @@ def bench_keywords(args: argparse.Namespace, work: Path, sides: dict[str, Side],
             for seed in seeds:
                 clips = draw(side.train_pool, words, 8, seed)
                 model_path, took = train_model(work, f"{side_name}_{'-'.join(words)}_s{seed}", clips,
-                                               side.background, base="speech", seed=seed)
+                                               side.background, base="speech", seed=seed,
+                                               heads=args.heads)
                 acc = rule_accuracies(clip_scores(model_path, tests), words)
                 trained = "kept" if np.isnan(took) else f"{took:4.0f} s"
                 line = (f"{side_name:6} {'+'.join(words):24} seed {seed}: train {trained}; clips "
@@ -441,6 +450,108 @@ def print_streams(runs: dict[int, list[tuple[Path, Path, StreamResult]]], side: 
     print(f"{side} DAEMON CPU PER AUDIO SECOND  {np.mean(cost) * 1000:.1f} ms")
 
 
+def review_parts(side: Side) -> tuple[Side, Side]:
+    """The side split once more for the review round, by hash: stream A (the first days in a home, whose
+    captures a person sorts) and stream B (measured before and after); no clip or speaker in both. The
+    training pool (the 8 clips) and the background (the home's own room) are the side's."""
+    a, b = Side(f"{side.name}-a"), Side(f"{side.name}-b")
+    for part in (a, b):
+        part.train_pool, part.background = side.train_pool, side.background
+
+    def half(key: str) -> Side:
+        return a if side_of(f"review/{key}", (("a", 0.5), ("b", 0.5))) == "a" else b
+
+    for word, clips in side.test_pool.items():
+        for clip in clips:
+            half(f"kw/{clip.name}").test_pool.setdefault(word, []).append(clip)
+    for speaker in side.speakers:
+        half(f"speaker/{speaker.name}").speakers.append(speaker)
+    for clip in side.esc:  # ESC-10 by source (the name's second field): takes of one source stay together
+        half(f"esc/{clip.name.split('-')[1]}").esc.append(clip)
+    return a, b
+
+
+def truth_of(time_s: float, label: str, targets: list[Any]) -> str:
+    """``right`` when a target of ``label`` is where the detection fired (the scoring rule), else ``wrong``."""
+    hit = any(t.label == label and t.start_s - 0.25 <= time_s <= t.end_s + 1.5 for t in targets)
+    return "right" if hit else "wrong"
+
+
+def review_round(work: Path, model: Path, stream: Path, name: str) -> dict[str, list[Path]]:
+    """``hark run --input`` with capture over ``stream``; each capture judged as a person listening would
+    (``hark review``'s own operation), into a dataset folder; returns its files per folder."""
+    from hark.review import judge, list_captures
+
+    folder = work / "review" / name
+    done = folder / "sorted.json"
+    dataset = folder / "dataset"
+    if not done.exists():
+        import shutil
+
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        config = folder / "hark.yaml"
+        config.write_text(
+            f"model: {model.resolve()}\nstate_dir: {(folder / 'state').resolve()}\n"
+            f"recording:\n  dataset: {dataset.resolve()}\n  captures: {(folder / 'captures').resolve()}\n"
+            "  capture: true\n  capture_seconds: 2.0\n  max_per_minute: 600\n")
+        run = subprocess.run([sys.executable, "-m", "hark", "run", "-c", str(config), "--input", str(stream)],
+                             capture_output=True, text=True)
+        if run.returncode != 0:
+            sys.exit(f"bench_quality: hark run over {stream} failed: {run.stderr[-2000:]}")
+        targets, _ = read_targets(stream)
+        verdicts = {"right": 0, "wrong": 0}
+        for capture in list_captures(folder / "captures"):
+            verdict = truth_of(float(capture.info["stream_time_s"]), capture.label, targets)
+            judge(folder / "captures", dataset, capture.id, verdict)
+            verdicts[verdict] += 1
+        done.write_text(json.dumps(verdicts))
+    if not dataset.is_dir():
+        return {}
+    return {p.name: sorted(find_audio([p])) for p in sorted(dataset.iterdir()) if p.is_dir()}
+
+
+def bench_review(args: argparse.Namespace, work: Path, sides: dict[str, Side], bank: Path) -> None:
+    """Issue 20's item 5: train on 8 clips, run the daemon with capture over stream A, sort the captures by the
+    truth (right into the class, wrong into ``_unknown_``), retrain, and measure both models on stream B."""
+    seeds = list(range(1, args.seeds + 1))
+    for side_name in args.sides:
+        a, b = review_parts(sides[side_name])
+        rows: list[tuple[StreamResult, StreamResult]] = []
+        for index, words in enumerate(KEYWORD_SETS):
+            if index not in args.sets:
+                continue
+            stream_a = build_stream(work, a, words, index, REVIEW_MINUTES)
+            stream_b = build_stream(work, b, words, index, REVIEW_MINUTES)
+            os.environ["HARK_NEGATIVES"] = os.pathsep.join(map(str, [bank, *tts_folders(work, args.tts, words)]))
+            for seed in seeds:
+                clips = draw(a.train_pool, words, 8, seed)
+                name = f"{side_name}_{'-'.join(words)}_s{seed}"
+                before, _ = train_model(work, name, clips, a.background, base="speech", seed=seed, heads=args.heads)
+                reviewed = review_round(work, before, stream_a, f"{MODELS_TAG}/{name}")
+                after, _ = train_model(work, f"{name}_reviewed", clips, a.background, base="speech", seed=seed,
+                                       heads=args.heads, extra=reviewed)
+                r0, r1 = run_stream(before, stream_b), run_stream(after, stream_b)
+                rows.append((r0, r1))
+                moved = {k: len(v) for k, v in reviewed.items()}
+                print(f"review {side_name:6} {'+'.join(words):24} seed {seed}: captures sorted {moved}; stream B "
+                      f"recall {r0.recall:.1%} -> {r1.recall:.1%}, false/h {r0.false / r0.hours:.1f} -> "
+                      f"{r1.false / r1.hours:.1f}, p95 {np.percentile(r0.latencies, 95):.2f} -> "
+                      f"{np.percentile(r1.latencies, 95):.2f} s", flush=True)
+        if not rows:
+            continue
+        side = side_name.upper()
+        print(f"\n== {side} REVIEW ROUND: stream A {REVIEW_MINUTES:g} min sorted, stream B {REVIEW_MINUTES:g} min "
+              f"measured, {len(rows)} trainings")
+        for when, k in (("before", 0), ("after", 1)):
+            recall = [r[k].recall for r in rows]
+            fph = [r[k].false / r[k].hours for r in rows]
+            p95 = [float(np.percentile(r[k].latencies, 95)) for r in rows]
+            print(f"{side} REVIEW {when:6} recall {pct(recall)}; false/h mean {np.mean(fph):5.2f} worst "
+                  f"{np.max(fph):5.2f}; p95 mean {np.mean(p95):.2f} s worst {np.max(p95):.2f} s")
+        print(flush=True)
+
+
 def bench_esc(args: argparse.Namespace, work: Path, sides: dict[str, Side], bank: Path) -> None:
     os.environ["HARK_NEGATIVES"] = str(bank)  # speech only: ESC-10's sounds are the classes under test
     seeds = list(range(1, args.seeds + 1))
@@ -479,7 +590,7 @@ def bench_esc(args: argparse.Namespace, work: Path, sides: dict[str, Side], bank
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", nargs="*", default=["keywords", "esc"])
+    parser.add_argument("what", nargs="*", default=["keywords", "esc"], choices=["keywords", "esc", "review"])
     parser.add_argument("--sides", default="dev,sealed", type=lambda s: s.split(","))
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--minutes", type=float, default=15.0)
@@ -489,7 +600,10 @@ def main() -> int:
     parser.add_argument("--tag", help="models are kept under WORKDIR/models/TAG (default: the commit)")
     parser.add_argument("--tts", default=[], type=lambda s: [x for x in s.split(",") if x],
                         help="spoken words added to the negative bank: common, soundalike (comma-separated)")
+    parser.add_argument("--heads", type=int, default=1, help="heads averaged per training (hark train --heads)")
     parser.add_argument("--no-stream", action="store_true", help="keyword clips only")
+    parser.add_argument("--embedding", choices=("float", "int8"), default="float",
+                        help="the speech base's embedding to train with (keep the models apart with --tag)")
     parser.add_argument("--workdir", type=Path, default=Path("build/bench/quality"))
     args = parser.parse_args()
     if not REAL.is_dir():
@@ -499,8 +613,10 @@ def main() -> int:
     if unknown:
         parser.error(f"--sides: {', '.join(sorted(unknown))} is not dev or sealed")
     args.workdir.mkdir(parents=True, exist_ok=True)
-    global MODELS_TAG
+    global MODELS_TAG, EMBEDDING
     MODELS_TAG = args.tag or code_tag()
+    EMBEDDING = args.embedding
+    print(f"embedding: {EMBEDDING}; models under {args.workdir / 'models' / MODELS_TAG}")
     sides, bank_speakers = splits(args.workdir)
     check_disjoint(sides, bank_speakers)
     bank = bank_folder(args.workdir, bank_speakers)
@@ -512,6 +628,8 @@ def main() -> int:
         bench_keywords(args, args.workdir, sides, bank)
     if "esc" in args.what:
         bench_esc(args, args.workdir, sides, bank)
+    if "review" in args.what:
+        bench_review(args, args.workdir, sides, bank)
     return 0
 
 

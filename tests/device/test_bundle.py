@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -159,3 +161,85 @@ def test_outputs_a_bundle_may_go_to(tmp_path: Path) -> None:
     assert check_output(tmp_path / "old", dataset=tmp_path / "ds") == tmp_path / "old"
     with pytest.raises(BundleError, match="holds the dataset"):
         check_output(tmp_path, dataset=tmp_path / "ds")
+
+
+# ----------------------------------------------------------------- a bundle that carries an int8 embedding
+
+
+@pytest.fixture()
+def int8_bundle(speech_tone_int8_bundle: Path, tmp_path: Path) -> Path:
+    """A private copy of the ``--embedding int8`` fixture bundle, free to damage."""
+    return Path(shutil.copytree(speech_tone_int8_bundle, tmp_path / "int8"))
+
+
+def _replace_base(bundle: Path, name: str, content: bytes) -> None:
+    """Put ``content`` in base/NAME *with* a matching hash: only the file's content is wrong."""
+    (bundle / "base" / name).write_bytes(content)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["files"][f"base/{name}"] = hashlib.sha256(content).hexdigest()
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_an_int8_bundle_runs_the_embedding_it_carries(int8_bundle: Path, speech_tone_bundle: Path,
+                                                      tone_dataset: Path) -> None:
+    from hark.audiofile import find_audio, read_audio
+    from hark.frontend import SpeechFrontend
+
+    model = Model.load(int8_bundle)
+    assert model.frontend.embedding == "int8"
+    assert model.frontend.embedding_model == (int8_bundle / "base" / "embedding_model_int8.tflite").resolve()
+    assert not (int8_bundle / "base" / "embedding_model.tflite").exists()
+    audio = np.random.default_rng(0).uniform(-0.3, 0.3, 32000).astype(np.float32)
+    alone = SpeechFrontend(mel_model=int8_bundle / "base" / "melspectrogram.tflite",
+                           embedding_model=int8_bundle / "base" / "embedding_model_int8.tflite", embedding="int8")
+    np.testing.assert_array_equal(model.frontend.transform(audio), alone.transform(audio))
+    # Not the float embedding's features: the bundle's own file is what runs.
+    assert not np.allclose(model.frontend.transform(audio), Model.load(speech_tone_bundle).frontend.transform(audio))
+    # The head was trained on this embedding's features: the dataset's clips come out as they were labelled.
+    clips = [p for p in find_audio([tone_dataset]) if p.parent.name in ("beep", "chirp")]
+    assert [model.classify(read_audio(p)).label for p in clips] == [p.parent.name for p in clips]
+
+
+def _silence(folder: Path) -> Path:
+    import soundfile as sf
+
+    clip = folder / "silence.wav"
+    sf.write(clip, np.zeros(16000, np.float32), 16000)
+    return clip
+
+
+def test_an_int8_bundle_without_its_embedding_is_one_line(int8_bundle: Path, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    (int8_bundle / "base" / "embedding_model_int8.tflite").unlink()
+    assert hark(["classify", "-m", str(int8_bundle), str(_silence(tmp_path))]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("hark: error: ") and "embedding_model_int8.tflite" in err
+    assert "missing from the bundle" in err
+
+
+def test_an_altered_int8_embedding_is_refused(int8_bundle: Path) -> None:
+    path = int8_bundle / "base" / "embedding_model_int8.tflite"
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(BundleError) as err:
+        load_bundle(int8_bundle)
+    assert "embedding_model_int8.tflite: sha256 does not match" in _one_line(err)
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (lambda data, head: data[: len(data) // 2], "a damaged TFLite model"),
+    (lambda data, head: b"TFL3" + data[8:200], "TFLite model"),
+    (lambda data, head: head, "not a speech embedding"),
+])
+def test_a_damaged_or_foreign_int8_embedding_is_one_line(int8_bundle: Path, content: Any, message: str,
+                                                         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Hashes that match: only the file is wrong, as a trainer or a hand edit could leave it.
+    data = (int8_bundle / "base" / "embedding_model_int8.tflite").read_bytes()
+    _replace_base(int8_bundle, "embedding_model_int8.tflite", content(data, (int8_bundle / "head.tflite").read_bytes()))
+    with pytest.raises(BundleError) as err:
+        Model.load(int8_bundle)
+    assert "embedding_model_int8.tflite" in _one_line(err) and message in str(err.value)
+    assert hark(["classify", "-m", str(int8_bundle), str(_silence(tmp_path))]) == 2
+    printed = capsys.readouterr().err
+    assert printed.count("\n") == 1 and printed.startswith("hark: error: ")

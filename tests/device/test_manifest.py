@@ -272,3 +272,47 @@ def test_detection_section_defaults_when_absent(bundle: Path) -> None:
     detection = load_bundle(bundle).manifest.detection
     assert detection == DetectionSpec.defaults(["beep", "chirp"])
     assert dataclasses.asdict(detection)["thresholds"] == {"beep": 0.5, "chirp": 0.5}
+
+
+# ----------------------------------------------------------------- the speech embedding
+
+
+def test_a_speech_bundle_without_the_embedding_key_is_float(speech_tone_bundle: Path) -> None:
+    # Written before frontend.embedding existed: the pretrained float file, as then.
+    assert "embedding" not in json.loads((speech_tone_bundle / "manifest.json").read_text())["frontend"]
+    manifest = read_manifest(speech_tone_bundle / "manifest.json")
+    assert manifest.frontend.embedding == "float" and manifest.frontend.embedding_file == "embedding_model.tflite"
+
+
+def test_the_embedding_key_round_trips(speech_tone_int8_bundle: Path) -> None:
+    manifest = read_manifest(speech_tone_int8_bundle / "manifest.json")
+    assert manifest.frontend.embedding == "int8" and manifest.format_version == 1
+    assert manifest.frontend.embedding_file == "embedding_model_int8.tflite"
+    assert parse_manifest(manifest.to_json()) == manifest
+    # The pinned hashes say what it was made from; the int8 file itself is listed in files.
+    assert "embedding_model.tflite" in manifest.base_hashes and "base/embedding_model_int8.tflite" in manifest.files
+
+
+@pytest.mark.parametrize(("which", "change", "message"), [
+    ("int8", lambda m: m["frontend"].__setitem__("embedding", "int4"), "frontend.embedding: 'int4' is not one of"),
+    ("int8", lambda m: m["frontend"].__setitem__("embedding", 8), "frontend.embedding: expected text"),
+    ("int8", lambda m: m["files"].pop("base/embedding_model_int8.tflite"),
+     "frontend.embedding: 'int8', but base/embedding_model_int8.tflite is not listed"),
+    # A float manifest over a bundle that carries only the int8 file: the head would run on another embedding.
+    ("int8", lambda m: m["frontend"].__setitem__("embedding", "float"),
+     "frontend.embedding: 'float', but base/embedding_model.tflite is not listed"),
+    ("float", lambda m: m["frontend"].__setitem__("embedding", "int8"),
+     "frontend.embedding: 'int8', but base/embedding_model_int8.tflite is not listed"),
+    ("tone", lambda m: m["frontend"].__setitem__("embedding", "int8"),
+     "frontend.embedding: 'int8', but only the speech frontend has an embedding"),
+])
+def test_the_embedding_must_be_one_the_bundle_carries(which: str, change: Callable[[dict[str, Any]], object],
+                                                      message: str, speech_tone_int8_bundle: Path,
+                                                      speech_tone_bundle: Path, tone_bundle: Path,
+                                                      tmp_path: Path) -> None:
+    source = {"int8": speech_tone_int8_bundle, "float": speech_tone_bundle, "tone": tone_bundle}[which]
+    bundle = Path(shutil.copytree(source, tmp_path / which))
+    path = edit(bundle, change)
+    with pytest.raises(BundleError) as err:
+        load_bundle(bundle)
+    assert str(err.value).startswith(f"{path}: ") and message in str(err.value) and "\n" not in str(err.value)

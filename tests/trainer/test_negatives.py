@@ -98,3 +98,25 @@ def test_ensure_source_downloads_unpacks_only_audio_and_flattens_names(tmp_path)
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_bank_features_of_an_int8_embedding_are_cached_apart_and_only_the_newest(tmp_path, monkeypatch):
+    from hark.basemodels import fetch_base
+    from hark.frontend import SpeechFrontend
+
+    monkeypatch.setenv("HARK_FEATURE_CACHE", str(tmp_path / "cache"))
+    write_clips(tmp_path / "neg", 3)
+    speech = fetch_base("speech")
+    float_fe = SpeechFrontend(mel_model=speech["melspectrogram.tflite"],
+                              embedding_model=speech["embedding_model.tflite"])
+    bank_features(float_fe, dirs=[tmp_path / "neg"], progress=False)
+    # Stand-ins for the int8 files of five datasets, each a different file: each gets a cache of its own
+    # (keyed by its hash), apart from the float embedding's, and only the newest few are kept.
+    for i in range(negatives.KEEP_QUANTIZED_CACHES + 1):
+        copy = tmp_path / f"embedding{i}" / "embedding_model_int8.tflite"
+        copy.parent.mkdir()
+        copy.write_bytes(speech["embedding_model.tflite"].read_bytes() + bytes(i))
+        fe = SpeechFrontend(mel_model=speech["melspectrogram.tflite"], embedding_model=copy, embedding="int8")
+        bank_features(fe, dirs=[tmp_path / "neg"], progress=False)
+    assert len(list((tmp_path / "cache").glob("negatives-speech-int8-*.npz"))) == negatives.KEEP_QUANTIZED_CACHES
+    assert len([p for p in (tmp_path / "cache").glob("negatives-speech-*.npz") if "-int8-" not in p.name]) == 1
