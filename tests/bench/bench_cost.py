@@ -19,9 +19,21 @@ The rounds alternate the systems (hark, hark ungated, openWakeWord, then again) 
 least CPU: the machine is shared, and contention only ever adds time. CPU is the child's user +
 system time from ``os.wait4``; the child also reports what start-up (imports and model loading)
 took, and the speed compares the processing loop (whole-process figures are printed too). Peak
-memory is the child's ``ru_maxrss``; the whole ``hark detect`` command is measured the same way.
+memory is the child's own high-water mark (``VmHWM``, which the child reads at its end): not the
+``ru_maxrss`` of ``wait4``, which on Linux starts from the parent's resident size when the child is
+spawned, so a parent that had just built streams or trained a model inflated every child's figure.
+The whole ``hark detect`` command is measured the same way (its ``main`` called from a wrapper that
+reads ``VmHWM`` afterwards).
 
     .venv/bin/python tests/bench/bench_cost.py [--model MODEL] [--rounds 3] [--streams steady,busy,mixed]
+    .venv/bin/python tests/bench/bench_cost.py --vm-cpu EPYC-Rome   # the same, in a KVM guest without AVX-512
+
+With ``--vm-cpu MODEL`` the streams and the model are made here and this same measurement runs
+inside a KVM guest (``scripts/vm-bench``) whose CPU is qemu's ``MODEL``: natively on this
+machine's cores, but the runtimes see that model's flags and pick their kernels for it (AVX2
+rather than AVX-512 with ``EPYC-Rome`` or ``Haswell-noTSX``). ``--vm-cpu host`` is the control:
+the guest with all of this machine's flags. It needs hardware KVM that can give the guest every
+feature of the model; ``scripts/vm-bench`` says in one line when this machine's cannot.
 
 Without ``--model`` it uses the speech model of ``bench_streaming.py`` (trained there if missing).
 Targets: hark >= 2x openWakeWord's audio-s per CPU-s on the mixed stream and >= 4x on the steady
@@ -51,8 +63,20 @@ STEADY_SOURCES = ("running_tap", "pink_noise", "white_noise", "exercise_bike")
 SIMD_FLAGS = ("sse4_1", "sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl",
               "avx512_vnni", "avx_vnni", "avx512_bf16", "asimd", "asimddp", "sve", "i8mm", "bf16")
 
+# The child's own peak resident size, in MB (None where /proc is missing).
+PEAK = r"""
+def peak_mb():
+    try:
+        for line in open("/proc/self/status"):
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+"""
+
 # Child processes: each prints one JSON line; "startup_cpu_s" is the CPU spent before the loop.
-HARK_RUNNER = r"""
+HARK_RUNNER = PEAK + r"""
 import json, resource, sys
 def cpu():
     r = resource.getrusage(resource.RUSAGE_SELF)
@@ -69,12 +93,12 @@ with FileSource(sys.argv[1], chunk_samples=1280) as source:
 print(json.dumps({"audio_s": pipeline.time_s, "startup_cpu_s": startup, "loop_cpu_s": cpu() - startup,
                   "detections": len(found), "runtime": runtime.runtime_name,
                   "embeddings": pipeline.frontend_features, "gated_windows": pipeline.gated_windows,
-                  "head_runs": pipeline.head_runs,
+                  "head_runs": pipeline.head_runs, "peak_mb": peak_mb(),
                   "heavy_modules": sorted(m for m in ("scipy", "tensorflow", "keras", "paho", "gpiozero")
                                           if m in sys.modules)}))
 """
 
-OWW_RUNNER = r"""
+OWW_RUNNER = PEAK + r"""
 import json, resource, sys, wave
 def cpu():
     r = resource.getrusage(resource.RUSAGE_SELF)
@@ -95,7 +119,29 @@ with wave.open(sys.argv[1], "rb") as f:  # the 16 kHz PCM16 files this benchmark
         audio_s += len(chunk) / 16000
 print(json.dumps({"audio_s": audio_s, "startup_cpu_s": startup, "loop_cpu_s": cpu() - startup,
                   "model": paths[0].split("/")[-1], "version": openwakeword.__version__ if hasattr(openwakeword,
-                  "__version__") else "0.4.0"}))
+                  "__version__") else "0.4.0", "peak_mb": peak_mb()}))
+"""
+
+# ``python -m hark ARGS``, then its peak as a last JSON line.
+DETECT_RUNNER = PEAK + r"""
+import json, sys
+from hark.cli import main
+try:
+    code = main(sys.argv[1:])
+finally:
+    print(json.dumps({"peak_mb": peak_mb()}), flush=True)
+sys.exit(code)
+"""
+
+VERSIONS = r"""
+import importlib.metadata as md, platform
+found = [f"Python {platform.python_version()}"]
+for name in ("ai-edge-litert", "tflite-runtime", "numpy", "openwakeword", "onnxruntime"):
+    try:
+        found.append(f"{name} {md.version(name)}")
+    except md.PackageNotFoundError:
+        pass
+print(", ".join(found))
 """
 
 
@@ -125,7 +171,11 @@ def cpu_description() -> list[str]:
 
 
 def run_child(cmd: list[str], env: dict[str, str]) -> tuple[dict[str, object], float, float]:
-    """Run ``cmd``; its JSON line, total CPU seconds (user + system) and peak RSS in MB, from wait4."""
+    """Run ``cmd``; its JSON line, total CPU seconds (user + system, from wait4) and peak RSS in MB.
+
+    The peak is the one the child reports (its VmHWM) when it does: wait4's ``ru_maxrss`` is at
+    least the parent's resident size at the time of the spawn.
+    """
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
     assert proc.stdout is not None
     out = proc.stdout.read()
@@ -134,7 +184,9 @@ def run_child(cmd: list[str], env: dict[str, str]) -> tuple[dict[str, object], f
     if code != 0:
         raise RuntimeError(f"{' '.join(cmd[:3])} ... exited {code}")
     lines = [line for line in out.strip().splitlines() if line.startswith("{")]
-    return (json.loads(lines[-1]) if lines else {}), usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
+    info = json.loads(lines[-1]) if lines else {}
+    peak = info.get("peak_mb") or usage.ru_maxrss / 1024
+    return info, usage.ru_utime + usage.ru_stime, float(peak)
 
 
 def make_stream(path: Path, *, seed: int, extra: list[str], minutes: float) -> None:
@@ -189,6 +241,39 @@ def speed(value: float) -> str:
     return f"{value:.0f}" if value >= 10 else f"{value:.2f}"
 
 
+def versions(python: str) -> str:
+    """Python and the packages that decide the speed, as installed for ``python``."""
+    probe = subprocess.run([python, "-c", VERSIONS], capture_output=True, text=True)
+    return probe.stdout.strip() or f"? ({python})"
+
+
+def bench_model(model: Path | None, workdir: Path) -> Path:
+    """``--model``, or bench_streaming's speech model (trained there if missing), copied into ``workdir``."""
+    if model is not None:
+        return model
+    import bench_streaming
+
+    trained, _ = bench_streaming.prepare(Path("build/bench/streaming"), minutes=30.0, per_class=8,
+                                         base="speech", fresh=False)
+    model = workdir / "model"  # a copy, so a retraining over there cannot pull it away mid-run
+    if not model.exists():
+        shutil.copytree(trained, model)
+    return model
+
+
+def in_guest(args: argparse.Namespace, names: list[str]) -> int:
+    """This measurement inside a KVM guest with CPU model ``args.vm_cpu``; the streams and model are made here."""
+    files = streams(args.workdir, names, args.minutes)
+    model = bench_model(args.model, args.workdir)
+    copies = [f"{path}:work/{path.name}" for path in files.values()] + [f"{model}:model"]
+    python = {"bench": "/opt/bench/bin/python", "device": "/opt/hark/.venv/bin/python"}[args.vm_venv]
+    command = [python, "tests/bench/bench_cost.py", "--workdir", "/mnt/data/work", "--model", "/mnt/data/model",
+               "--rounds", str(args.rounds), "--streams", ",".join(names), "--minutes", f"{args.minutes:g}",
+               "--oww-python", "/opt/bench/bin/python"]
+    return subprocess.run([sys.executable, str(ROOT / "scripts" / "vm-bench"), "--cpu", args.vm_cpu,
+                           *(f"--copy={c}" for c in copies), "--", *command]).returncode
+
+
 def openwakeword_available(python: str) -> str | None:
     """Why openWakeWord 0.4.0 cannot be run with ``python``, or None if it can."""
     probe = subprocess.run([python, "-c", "import openwakeword, onnxruntime; "
@@ -209,23 +294,25 @@ def main() -> int:
                         help="each stream's length (shorter under emulation)")
     parser.add_argument("--oww-python", default=sys.executable,
                         help="a Python with openwakeword==0.4.0 and onnxruntime (default: this one)")
+    parser.add_argument("--vm-cpu", metavar="MODEL",
+                        help="measure in a KVM guest with this qemu CPU model (EPYC-Rome, Haswell-noTSX, host)")
+    parser.add_argument("--vm-venv", choices=("bench", "device"), default="bench",
+                        help="with --vm-cpu, hark's Python in the guest: 'bench' has the versions of this machine's "
+                             ".venv, 'device' hark[device] as a Pi installs it (ai-edge-litert)")
     args = parser.parse_args()
+    names = [n.strip() for n in args.streams.split(",") if n.strip()]
+    if args.vm_cpu:
+        return in_guest(args, names)
     env = {**os.environ, "HARK_CACHE_DIR": os.environ.get("HARK_CACHE_DIR", str(SHARED / "models")),
            "PYTHONPATH": os.pathsep.join(p for p in (os.environ.get("PYTHONPATH"), str(ROOT)) if p),
            "TF_CPP_MIN_LOG_LEVEL": "2"}
     for line in cpu_description():
         print(line)
-    names = [n.strip() for n in args.streams.split(",") if n.strip()]
+    print(f"hark: {versions(sys.executable)}")
+    if args.oww_python != sys.executable:
+        print(f"openWakeWord: {versions(args.oww_python)}")
     files = streams(args.workdir, names, args.minutes)
-    model = args.model
-    if model is None:
-        import bench_streaming
-
-        trained, _ = bench_streaming.prepare(Path("build/bench/streaming"), minutes=30.0, per_class=8,
-                                             base="speech", fresh=False)
-        model = args.workdir / "model"  # a copy, so a retraining over there cannot pull it away mid-run
-        if not model.exists():
-            shutil.copytree(trained, model)
+    model = bench_model(args.model, args.workdir)
     print(f"hark model: {model}")
     why_not = openwakeword_available(args.oww_python)
     if why_not is not None:
@@ -250,8 +337,8 @@ def main() -> int:
                 else:
                     best[key]["peak_mb"] = max(float(best[key]["peak_mb"]), peak)  # type: ignore[arg-type]
         # The whole command a user runs, start-up included.
-        _, total, peak = run_child([sys.executable, "-m", "hark", "detect", "-m", str(model), str(audio), "--json"],
-                                   env)
+        _, total, peak = run_child([sys.executable, "-c", DETECT_RUNNER, "detect", "-m", str(model), str(audio),
+                                    "--json"], env)
         best[(stream, "hark detect")] = {"audio_s": best[(stream, "hark")]["audio_s"], "loop_cpu_s": total,
                                          "total_cpu_s": total, "peak_mb": peak}
 
@@ -285,7 +372,7 @@ def main() -> int:
         ratio = (float(ours["audio_s"]) / float(ours["loop_cpu_s"])) / (  # type: ignore[arg-type]
             float(theirs["audio_s"]) / float(theirs["loop_cpu_s"]))  # type: ignore[arg-type]
         target = f"(target >= {targets[stream]:g}x)" if stream in targets else ""
-        print(f"SPEED RATIO {stream.upper():<7} {ratio:5.1f}x hark/openWakeWord {target}")
+        print(f"SPEED RATIO {stream.upper():<7} {ratio:5.2f}x hark/openWakeWord {target}")
     peak = max(float(r["peak_mb"]) for (s, system), r in best.items() if system.startswith("hark"))  # type: ignore[arg-type]
     print(f"HARK PEAK MEMORY    {peak:5.0f} MB (target <= 60 MB)")
     return 0

@@ -1,6 +1,8 @@
 """Can the speech embedding be made cheaper? Quantized copies of it: how close, and how fast, per runtime.
 
     .venv/bin/python tests/bench/bench_embedding.py [--out build/bench/embedding] [--python ...]
+    .venv/bin/python tests/bench/bench_embedding.py --speed-only [--python ...]   # no TensorFlow
+    .venv/bin/python tests/bench/bench_embedding.py --vm-cpu EPYC-Rome             # in a KVM guest
 
 A ``.tflite`` file cannot be quantized again by TensorFlow's converter, which starts from a
 TensorFlow model; the trainer's :mod:`hark.trainer.quantize` rebuilds ``embedding_model.tflite``
@@ -15,6 +17,12 @@ converts that, as ``hark train --embedding int8`` does. This bench makes:
 Printed: each copy's cosine similarity and relative error to the float embedding on the test
 windows, and its CPU per embedding (one window, one thread, least of 3 runs of 500) in every Python
 given with ``--python`` (one with tflite-runtime, one with ai-edge-litert: the kernels differ).
+
+``--speed-only`` times the copies an earlier run left in ``--out``, without TensorFlow.
+``--vm-cpu MODEL`` does that inside a KVM guest whose CPU is qemu's ``MODEL`` (``scripts/vm-bench``:
+natively on this machine's cores, but XNNPACK picks its kernels for that model's flags, e.g. AVX2
+without AVX-512 for ``EPYC-Rome``), in both of the guest's Pythons: /opt/bench (the runtime and
+versions of this machine's .venv) and /opt/hark/.venv (hark[device] as a Pi installs it: ai-edge-litert).
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = ROOT.parent / "shared"
+sys.path.insert(0, str(ROOT / "tests" / "bench"))
 MODELS = SHARED / "models"
 REAL = SHARED / "data" / "real"
 
@@ -71,12 +80,58 @@ def mel_windows(files: list[Path]) -> np.ndarray:
     return np.stack(out).astype(np.float32)
 
 
+def time_copies(copies: dict[str, Path], pythons: list[str]) -> None:
+    """CPU per embedding of each copy, in each Python's runtime."""
+    print("\nCPU per embedding (ms, one window, one thread, least of 3):")
+    for python in pythons:
+        result = subprocess.run([python, "-c", SPEED, *map(str, copies.values())], capture_output=True, text=True)
+        if result.returncode != 0:
+            print(f"  {python}: failed ({(result.stderr.strip().splitlines() or ['?'])[-1]})")
+            continue
+        for line in result.stdout.strip().splitlines():
+            runtime, path, ms = line.split("\t")
+            name = next(n for n, p in copies.items() if str(p) == path)
+            print(f"  {runtime:<24} {name:<18} {float(ms):6.3f}")
+
+
+def made_copies(out: Path) -> dict[str, Path]:
+    """The float file and the quantized copies a full run wrote into ``out``."""
+    copies = {"float (the file)": MODELS / "embedding_model.tflite",
+              **{name: out / f"embedding_{name}.tflite" for name in ("dynamic-range", "int8")}}
+    missing = [str(p) for p in copies.values() if not p.is_file()]
+    if missing:
+        raise SystemExit(f"bench_embedding: {', '.join(missing)} missing: run it once without --speed-only "
+                         "(it makes the quantized copies; needs TensorFlow)")
+    return copies
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("build/bench/embedding"))
     parser.add_argument("--python", nargs="*", default=[sys.executable],
                         help="Pythons to time the copies in (each with tflite-runtime or ai-edge-litert)")
+    parser.add_argument("--speed-only", action="store_true",
+                        help="only time the copies already in --out (no TensorFlow needed)")
+    parser.add_argument("--vm-cpu", metavar="MODEL",
+                        help="time them in a KVM guest with this qemu CPU model (EPYC-Rome, Haswell-noTSX, host)")
     args = parser.parse_args()
+    if args.vm_cpu:
+        copies = made_copies(args.out)
+        command = ["/opt/bench/bin/python", "tests/bench/bench_embedding.py", "--speed-only", "--out",
+                   "/mnt/data/embedding", "--python", "/opt/bench/bin/python", "/opt/hark/.venv/bin/python",
+                   "/opt/bench/bin/python", "/opt/hark/.venv/bin/python"]
+        print("guest runs: /opt/bench (this machine's runtime), /opt/hark/.venv (ai-edge-litert), each twice",
+              flush=True)
+        quantized = [path for name, path in copies.items() if name != "float (the file)"]
+        return subprocess.run([sys.executable, str(ROOT / "scripts" / "vm-bench"), "--cpu", args.vm_cpu,
+                               *(f"--copy={path}:embedding/{path.name}" for path in quantized),
+                               "--", *command]).returncode
+    if args.speed_only:
+        from bench_cost import cpu_description
+
+        print("\n".join(cpu_description()))
+        time_copies(made_copies(args.out), args.python)
+        return 0
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from hark.trainer.quantize import cosine, embed, quantize, rebuild
 
@@ -107,16 +162,7 @@ def main() -> int:
         cos = cosine(out, reference)
         err = np.linalg.norm(out - reference) / np.linalg.norm(reference)
         print(f"{name:<18} {path.stat().st_size:>9} {cos.mean():>12.4f} {cos.min():>11.4f} {err:>11.3f}")
-    print("\nCPU per embedding (ms, one window, one thread, least of 3):")
-    for python in args.python:
-        result = subprocess.run([python, "-c", SPEED, *map(str, copies.values())], capture_output=True, text=True)
-        if result.returncode != 0:
-            print(f"  {python}: failed ({(result.stderr.strip().splitlines() or ['?'])[-1]})")
-            continue
-        for line in result.stdout.strip().splitlines():
-            runtime, path, ms = line.split("\t")
-            name = next(n for n, p in copies.items() if str(p) == path)
-            print(f"  {runtime:<24} {name:<18} {float(ms):6.3f}")
+    time_copies(copies, args.python)
     return 0
 
 
