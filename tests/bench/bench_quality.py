@@ -2,6 +2,7 @@
 
     nice -n 5 .venv/bin/python tests/bench/bench_quality.py [keywords] [esc] [--sides dev,sealed]
         [--seeds 5] [--minutes 15] [--workdir build/bench/quality] [--no-stream] [--embedding float|int8 --tag T]
+    nice -n 5 .venv/bin/python tests/bench/bench_quality.py review [--right-max N] [--heads K] [--sets 3]
 
 Every source is split in code (:func:`splits`), reproducibly, with no file on both sides:
 
@@ -34,6 +35,11 @@ side's background as ``_background_noise_``. Each model is scored on:
 
 - esc: ESC-10 at 8 clips a class with ``--base auto`` (the negative bank is the bank speakers only):
   dev trains on fold 1 and tests on fold 2, sealed trains on folds 1-2 and tests on fold 3.
+
+- review: the side split once more into two 30-minute streams. A model trained on 8 clips runs as
+  the daemon with capture over stream A; each capture is judged by the truth (right into its class,
+  wrong into ``_unknown_``, as ``hark review`` files them); the model is trained again with them,
+  and both models are measured on stream B. ``--right-max N`` keeps at most N right captures a class.
 
 The dev side is for looking at while working; the sealed side is for reporting. Nothing is
 copied into the repository: streams, splits and links live in ``--workdir``.
@@ -511,6 +517,21 @@ def review_round(work: Path, model: Path, stream: Path, name: str) -> dict[str, 
     return {p.name: sorted(find_audio([p])) for p in sorted(dataset.iterdir()) if p.is_dir()}
 
 
+def keep_right(reviewed: dict[str, list[Path]], right_max: int | None, seed: int) -> dict[str, list[Path]]:
+    """At most ``right_max`` right captures per class, drawn with the training's seed; every wrong one
+    (``_unknown_``) is kept. A long review round brings ~170 right captures of three words, which
+    outweigh the 8 clips and the background: the model then learns the stream's voices and room."""
+    if right_max is None:
+        return reviewed
+    rng = np.random.default_rng(seed)
+    kept = {}
+    for label, paths in reviewed.items():
+        if label != "_unknown_" and len(paths) > right_max:
+            paths = sorted(paths[i] for i in rng.choice(len(paths), right_max, replace=False))
+        kept[label] = paths
+    return kept
+
+
 def bench_review(args: argparse.Namespace, work: Path, sides: dict[str, Side], bank: Path) -> None:
     """Issue 20's item 5: train on 8 clips, run the daemon with capture over stream A, sort the captures by the
     truth (right into the class, wrong into ``_unknown_``), retrain, and measure both models on stream B."""
@@ -528,8 +549,10 @@ def bench_review(args: argparse.Namespace, work: Path, sides: dict[str, Side], b
                 clips = draw(a.train_pool, words, 8, seed)
                 name = f"{side_name}_{'-'.join(words)}_s{seed}"
                 before, _ = train_model(work, name, clips, a.background, base="speech", seed=seed, heads=args.heads)
-                reviewed = review_round(work, before, stream_a, f"{MODELS_TAG}/{name}")
-                after, _ = train_model(work, f"{name}_reviewed", clips, a.background, base="speech", seed=seed,
+                reviewed = keep_right(review_round(work, before, stream_a, f"{MODELS_TAG}/{name}"),
+                                      args.right_max, seed)
+                suffix = "" if args.right_max is None else f"_right{args.right_max}"
+                after, _ = train_model(work, f"{name}_reviewed{suffix}", clips, a.background, base="speech", seed=seed,
                                        heads=args.heads, extra=reviewed)
                 r0, r1 = run_stream(before, stream_b), run_stream(after, stream_b)
                 rows.append((r0, r1))
@@ -604,6 +627,8 @@ def main() -> int:
     parser.add_argument("--no-stream", action="store_true", help="keyword clips only")
     parser.add_argument("--embedding", choices=("float", "int8"), default="float",
                         help="the speech base's embedding to train with (keep the models apart with --tag)")
+    parser.add_argument("--right-max", type=int, default=None, metavar="N",
+                        help="review: retrain on at most N right captures per class (all wrong ones are kept)")
     parser.add_argument("--workdir", type=Path, default=Path("build/bench/quality"))
     args = parser.parse_args()
     if not REAL.is_dir():
