@@ -130,6 +130,23 @@ def test_rejected_uploads_change_nothing(daemon: Daemon, tone_bundle: Path) -> N
     assert client.request("GET", "/api/model").json()["name"] == "tone"  # still the same model
 
 
+def test_an_upload_without_a_class_the_config_names_is_refused(tone_bundle: Path, stream: Path,
+                                                               tmp_path: Path) -> None:
+    """The config's overrides, LEDs and buttons name classes: a model without one of them is refused as at start."""
+    with serving(tmp_path, tone_bundle, stream, extra="detection:\n  thresholds:\n    beep: 0.9\n") as running:
+        client = Client(running.url)
+        assert client.login().status == 200
+        before = snapshot(models_dir(running))
+        renamed = (tone_bundle / "manifest.json").read_bytes().replace(b'"beep"', b'"knock"')
+        body = zipped({"manifest.json": renamed, "head.tflite": (tone_bundle / "head.tflite").read_bytes()})
+        reply = client.request("POST", "/api/model", body, headers={"Content-Type": "application/octet-stream"})
+        assert reply.status == 400, reply.body
+        error = reply.json()["error"]
+        assert "detection.thresholds.beep" in error and "no class 'beep'" in error, error
+        assert snapshot(models_dir(running)) == before
+        assert client.request("GET", "/api/model").json()["labels"] == ["beep", "chirp"]
+
+
 def test_uploads_over_the_cap_are_refused_before_they_are_read(daemon: Daemon) -> None:
     client = Client(daemon.url)
     assert client.login().status == 200
