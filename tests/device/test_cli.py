@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -30,6 +31,20 @@ def test_train_without_tensorflow_is_one_line_before_any_work(tmp_path):
         "hark: error: 'hark train' needs the trainer (tensorflow is missing): pip install 'hark[trainer]' on a desktop"
     ]
     assert not out.exists()
+
+
+def test_evaluate_needs_only_the_device_install(tmp_path, tone_bundle):
+    """Scoring a labelled folder needs only the device's runtime, so a Pi can check its own model.
+
+    scripts/test runs tests/device in a venv with hark[device] alone, where this is the proof; in the
+    dev venv TensorFlow may be the only TFLite runtime, so it is not hidden here.
+    """
+    data = write_dataset(tmp_path / "data", per_class=3, seed=1)
+    done = subprocess.run([sys.executable, "-m", "hark", "evaluate", "-m", str(tone_bundle), str(data),
+                           "--json"], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["accuracy"] >= 0.9 and sum(result["confusion"][1]) == 3, result
 
 
 def _subcommands() -> list[tuple[list[str], argparse.ArgumentParser]]:
