@@ -296,3 +296,23 @@ def test_nothing_was_lost_across_the_swaps(page: Any, daemon: Daemon, events: Su
         phases = [(d.time_s - 1.0) % 3.0 for d in printed if d.label in names]
         assert phases and max(phases) - min(phases) < 0.2, [(d.label, d.time_s) for d in printed]
     assert any("dings" in line and "deployed" in line for line in daemon.log)
+
+
+def test_every_tab_fits_a_phone(page: Any) -> None:
+    """At a phone's width every tab is reachable from the bar and nothing needs sideways scrolling."""
+    width, height = WIDTHS["phone"]
+    original = page.viewport_size
+    page.set_viewport_size({"width": width, "height": height})
+    try:
+        for tab in ("live", "record", "review", "model"):
+            link = page.locator(f"nav a[data-tab={tab}]")
+            box = link.bounding_box()
+            assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= width, (tab, box)
+            link.click()
+            page.wait_for_selector(f"section#{tab}:not([hidden])")
+            overflow = page.evaluate("() => document.documentElement.scrollWidth")
+            wide = page.evaluate("""() => [...document.querySelectorAll('body *')].filter(e =>
+                e.getBoundingClientRect().right > window.innerWidth).map(e => e.tagName + '#' + e.id).slice(0, 5)""")
+            assert overflow <= width, f"the {tab} tab (too wide: {wide}) is {overflow} px wide on a {width} px screen"
+    finally:
+        page.set_viewport_size(original)
