@@ -8,6 +8,7 @@ batch, which is what ``hark classify`` and the trainer's evaluation use.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -116,7 +117,7 @@ class Model:
                 # Made by the trainer (an int8 embedding), not an official file: checked as the head is.
                 probe_model(path)
         try:
-            self.frontend = self.new_frontend()
+            frontend = build_frontend(self.manifest.frontend, self.bundle.base_files)
         except HarkError:
             raise
         except Exception as err:  # the runtime's own errors on a file it cannot run
@@ -124,12 +125,19 @@ class Model:
                               f"({str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__})")\
                 from None
         spec = self.manifest.frontend
-        for key, built, promised in (("hop_samples", self.frontend.hop_samples, spec.hop_samples),
-                                     ("receptive_samples", self.frontend.receptive_samples, spec.receptive_samples),
-                                     ("feature_shape", list(self.frontend.feature_shape), list(spec.feature_shape))):
+        for key, built, promised in (("hop_samples", frontend.hop_samples, spec.hop_samples),
+                                     ("receptive_samples", frontend.receptive_samples, spec.receptive_samples),
+                                     ("feature_shape", list(frontend.feature_shape), list(spec.feature_shape))):
             if built != promised:
                 raise BundleError(f"{where}: frontend.{key}: {promised} disagrees with the {spec.name} "
                                   f"frontend, which has {built}")
+        # The frontend built to check the bundle is the first one handed out, by `frontend` or
+        # `new_frontend`, whichever comes first: the daemon only ever needs its pipeline's, and each
+        # speech frontend holds its own interpreters (a few MB once they have run).
+        self._layout = frontend  # its geometry only: hop, receptive field, first feature's end
+        self._unclaimed: Frontend | None = frontend
+        self._own: Frontend | None = None
+        self._claim = threading.Lock()  # the page's thread asks for frontends too
         self.verifier_spec = self._verifier_spec()
 
     def _verifier_spec(self) -> VerifierSpec | None:
@@ -145,8 +153,22 @@ class Model:
         return cls(load_bundle(path))
 
     def new_frontend(self) -> Frontend:
-        """A fresh frontend of this model (the daemon keeps one per stream)."""
+        """A frontend of this model that nobody else uses (the daemon keeps one per stream)."""
+        with self._claim:
+            frontend, self._unclaimed = self._unclaimed, None
+        if frontend is not None:
+            return frontend
         return build_frontend(self.manifest.frontend, self.bundle.base_files)
+
+    @property
+    def frontend(self) -> Frontend:
+        """The model's own frontend, for whole clips (:meth:`clip_scores`); built when first asked for."""
+        if self._own is None:
+            own = self.new_frontend()
+            with self._claim:
+                if self._own is None:
+                    self._own = own
+        return self._own
 
     @property
     def thresholds(self) -> dict[str, float]:
@@ -156,7 +178,7 @@ class Model:
     @property
     def span_samples(self) -> int:
         """Samples one head window sees: the receptive field of ``window`` features."""
-        fe = self.frontend
+        fe = self._layout
         return fe.receptive_samples + (self.window - 1) * fe.hop_samples
 
     def windows_of(self, features: np.ndarray) -> np.ndarray:
@@ -174,7 +196,7 @@ class Model:
         # feature may end after its receptive field: speech 13280 > 12640 samples), so that some
         # window ends at every point of the clip, its first sample included: a short clip's
         # sound is then seen at the end of a window, as the head was trained to see it.
-        return pad_clip(samples, needed=needed_samples(self.frontend, self.window, self.stride), pad=pad)[0]
+        return pad_clip(samples, needed=needed_samples(self._layout, self.window, self.stride), pad=pad)[0]
 
     def clip_scores(self, samples: np.ndarray) -> np.ndarray:
         """Head probabilities ``[n_windows, n_labels]`` over a whole (padded) clip."""

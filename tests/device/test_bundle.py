@@ -243,3 +243,16 @@ def test_a_damaged_or_foreign_int8_embedding_is_one_line(int8_bundle: Path, cont
     assert hark(["classify", "-m", str(int8_bundle), str(_silence(tmp_path))]) == 2
     printed = capsys.readouterr().err
     assert printed.count("\n") == 1 and printed.startswith("hark: error: ")
+
+
+def test_each_user_of_a_model_gets_a_frontend_of_its_own(speech_tone_bundle: Path) -> None:
+    """The frontend built to check the bundle is handed out once, never shared: a speech frontend keeps
+    state between pushes, and the daemon's pipeline and the page's spectrogram run on different threads."""
+    model = Model.load(speech_tone_bundle)
+    pipelines = model.new_frontend(), model.new_frontend()
+    assert pipelines[0] is not pipelines[1]
+    assert model.frontend is model.frontend
+    assert all(model.frontend is not f for f in pipelines)
+    audio = np.random.default_rng(1).uniform(-0.3, 0.3, 24000).astype(np.float32)
+    np.testing.assert_array_equal(pipelines[0].transform(audio), model.frontend.transform(audio))
+    np.testing.assert_array_equal(pipelines[1].transform(audio), model.frontend.transform(audio))
