@@ -100,12 +100,21 @@ exec sleep 600
 
 
 def fake_qemu(tmp_path: Path) -> str:
-    """A PATH whose qemu-system-x86_64 is the stand-in, the rest this machine's."""
+    """A PATH whose qemu-system-x86_64 is the stand-in, the rest this machine's.
+
+    The build tools this machine lacks are stand-ins that fail if run, so that the script's check
+    for them passes and the test reaches what it is about (nothing here may get as far as a build).
+    """
     folder = tmp_path / "fake-bin"
     folder.mkdir()
     qemu = folder / "qemu-system-x86_64"
     qemu.write_text(FAKE_QEMU)
     qemu.chmod(0o755)
+    for tool in ("debootstrap", "mkfs.ext4", "unshare"):
+        if shutil.which(tool) is None:
+            stand_in = folder / tool
+            stand_in.write_text(f"#!/bin/sh\necho 'the stand-in {tool} was run' >&2\nexit 97\n")
+            stand_in.chmod(0o755)
     return f"{folder}{os.pathsep}{os.environ.get('PATH', '')}"
 
 
