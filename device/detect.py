@@ -12,8 +12,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-
-from tqdm import tqdm
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 from hark.audio import SAMPLE_RATE, FileSource
 from hark.detector import Detection
@@ -27,26 +28,40 @@ def detect_file(model: Model, path: str, **pipeline_options: object) -> list[Det
         return Pipeline(model, **pipeline_options).run(source)  # type: ignore[arg-type]
 
 
+@contextmanager
+def progress_bar(total_s: float, *, show: bool) -> Iterator[Any]:
+    """A bar on stderr for a person watching a long file, or None: on a pipe or with ``--json``
+    tqdm is not even imported (it brings csv, email and zipfile along, 1.6 MB for nothing)."""
+    if not show:
+        yield None
+        return
+    from tqdm import tqdm
+
+    with tqdm(total=round(total_s, 1), unit="s", desc="detect", leave=False, file=sys.stderr) as bar:
+        yield bar
+
+
 def main(args: argparse.Namespace) -> int:
     model = Model.load(args.model)
-    # Progress only for a person watching a long file: never on a pipe, never mixed into --json.
-    progress = sys.stderr.isatty() and not args.json
     count = 0
     pipeline = Pipeline(model, gate=getattr(args, "gate", "activity"))
-    with FileSource(args.audio) as source, tqdm(total=round(source.duration_s, 1), unit="s", desc="detect",
-                                                disable=not progress, leave=False, file=sys.stderr) as bar:
+    with FileSource(args.audio) as source, \
+            progress_bar(source.duration_s, show=sys.stderr.isatty() and not args.json) as bar:
         def emit(detections: list[Detection]) -> None:
             nonlocal count
             for d in detections:
                 count += 1
                 if args.json:
                     print(json.dumps(d.as_dict()), flush=True)
+                elif bar is None:
+                    print(d.line(), flush=True)
                 else:
                     bar.write(d.line(), file=sys.stdout)
 
         for chunk in source:
             emit(pipeline.process(chunk))
-            bar.update(round(pipeline.time_s - bar.n, 2))
+            if bar is not None:
+                bar.update(round(pipeline.time_s - bar.n, 2))
         emit(pipeline.flush())
     if not args.json:
         print(f"{count} detection(s) in {source.samples_out / SAMPLE_RATE:.1f} s of audio")
