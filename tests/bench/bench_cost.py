@@ -372,7 +372,7 @@ def main() -> int:
                 note = "the whole command, start-up included"
             print(f"{stream:<8} {system:<24} {speed(audio_s / float(r['loop_cpu_s'])):>14} "  # type: ignore[arg-type]
                   f"{speed(audio_s / float(r['total_cpu_s'])):>14} {float(r['peak_mb']):>8.0f} "  # type: ignore[arg-type]
-                  f"{float(r.get('anon_mb') or 0.0):>8.0f}  {note}")  # type: ignore[arg-type]
+                  f"{float(r['anon_mb']):>8.0f}  {note}")  # type: ignore[arg-type]
     heavy = sorted({m for (s, system), r in best.items() if system == "hark"
                     for m in r.get("heavy_modules", [])})  # type: ignore[union-attr]
     if heavy:
@@ -388,8 +388,7 @@ def main() -> int:
         target = f"(target >= {targets[stream]:g}x)" if stream in targets else ""
         print(f"SPEED RATIO {stream.upper():<7} {ratio:5.2f}x hark/openWakeWord {target}")
     peak = max(float(r["peak_mb"]) for (s, system), r in best.items() if system.startswith("hark"))  # type: ignore[arg-type]
-    anon = max(float(r.get("anon_mb") or 0.0) for (s, system), r in best.items()  # type: ignore[arg-type]
-               if system.startswith("hark"))
+    anon = max(float(r["anon_mb"]) for (s, system), r in best.items() if system.startswith("hark"))  # type: ignore[arg-type]
     print(f"HARK PEAK MEMORY    {peak:5.0f} MB (target <= 60 MB); anonymous {anon:.0f} MB (the part that does not "
           "move with the kernel's page cache)")
     return 0
