@@ -18,6 +18,10 @@ import pytest
 from hark.basemodels import BASE_FILES, fetch, fetch_base
 from hark.errors import BaseModelError
 from hark.frontend import Frontend, build_frontend
+from hark.manifest import EMBEDDING_FILES
+from hark.runtime import load_interpreter
+
+INT8_BUNDLE = Path(__file__).parents[1] / "fixtures" / "bundles" / "speech_tone_int8"
 
 
 def _frontend(name: str) -> Frontend:
@@ -60,6 +64,26 @@ def test_speech_long_clip_is_exact_in_blocks(shared_dir: Path) -> None:
     fe.reset()
     streamed = np.concatenate([fe.push(audio[i:i + 1280]) for i in range(0, len(audio), 1280)])
     np.testing.assert_array_equal(streamed, batch)
+
+
+@pytest.mark.parametrize("embedding", ["float", "int8"])
+def test_speech_embeddings_of_one_run_equal_each_window_run_alone(embedding: str, shared_dir: Path) -> None:
+    """Consecutive windows go through the embedding in one run over their frames; each result must be
+    what the network gives for that window alone, at the file's own input shape."""
+    files = dict(fetch_base("speech"))
+    if embedding == "int8":
+        files[EMBEDDING_FILES["int8"]] = INT8_BUNDLE / "base" / EMBEDDING_FILES["int8"]
+    fe = build_frontend({"name": "speech", "embedding": embedding}, files)
+    audio = _audio(3.0, seed=3)
+    together = fe.transform(audio)
+    alone = load_interpreter(files[EMBEDDING_FILES[embedding]])
+    alone.allocate_tensors()
+    windows = fe.embedding_inputs(audio)
+    assert len(windows) == len(together) > 20
+    for k, window in enumerate(windows):
+        alone.set_tensor(alone.get_input_details()[0]["index"], window[None, :, :, None])
+        alone.invoke()
+        np.testing.assert_array_equal(together[k], alone.get_tensor(alone.get_output_details()[0]["index"]).reshape(96))
 
 
 class _Quiet(http.server.SimpleHTTPRequestHandler):
