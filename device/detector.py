@@ -178,6 +178,11 @@ class Detector:
         self._peaks = np.zeros(len(self.classes))
         self.last_scores: dict[str, float] = dict.fromkeys(self.labels, 0.0)
 
+    @property
+    def deciding(self) -> bool:
+        """Whether a decision period is open: a class has crossed and the choice is not made yet."""
+        return self._decide_at is not None
+
     def update(self, scores: np.ndarray, time_s: float) -> list[Detection]:
         """Take one head output (probabilities per label) stamped ``time_s``; the detections it completes."""
         self._recent[self._pos] = scores

@@ -46,6 +46,9 @@ class Frontend(ABC):
     feature_shape: tuple[int, ...]
 
     MAX_WORKERS = 8
+    #: Whether several consecutive features cost little more than one when pushed together
+    #: (the pipeline then runs head windows in small batches, see :mod:`hark.pipeline`).
+    runs_together = False
 
     def __init__(self, **options: Any) -> None:
         self._options = options  # what clone() builds another of this frontend from
@@ -296,6 +299,10 @@ class SpeechFrontend(Frontend):
         self._mel.invoke()
         mel = self._mel.get_tensor(self._mel_out)[0, 0]
         return mel / 10.0 + 2.0  # openWakeWord's rescaling before the embedding
+
+    @property
+    def runs_together(self) -> bool:  # type: ignore[override]
+        return self._long_runs
 
     def _runs_windows_together(self) -> bool:
         """Whether this embedding file gives, for a longer run of frames, each window's own embedding.

@@ -15,10 +15,21 @@ network nor the head runs, and the detector is given background scores for them.
 computed when a window that needs them is run, from the audio kept for that (one window's span),
 so when a sound begins the windows that hear its onset are computed at once, exactly as without
 the gate: the gate costs no latency, and a window it lets through scores as it would without it.
+
+Windows run together: a frontend whose base network gives several consecutive features for little
+more than the cost of one (:attr:`hark.frontend.Frontend.runs_together`, the speech embedding) is
+asked for them together. While the detector has no decision open, a window that is due waits for
+the next ones, up to ``batch`` windows, and they run in one go when the last of them is due. No
+detection comes later for it: a sound first crossing its threshold in a waiting window is decided
+at the end of the decision period, which is never earlier than the last window of the batch
+(``batch`` is one more than the windows a decision period spans), and once a decision is open the
+windows run as they come. The detector sees the same scores in the same order, so the detections
+are the same; only the page's live scores come a batch at a time.
 """
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Mapping
 from typing import Any
@@ -40,14 +51,18 @@ class Pipeline:
     ``gate`` is the activity gate's settings (:class:`hark.activity.GateSettings`, a mapping of
     them, a mode name, or ``False`` for none); by default the room-relative gate. ``verify`` asks
     the bundle's verifier (:mod:`hark.verifier`) for a second opinion before each detection, when
-    the bundle has one.
+    the bundle has one. ``batch`` caps how many windows may run together (1: each as it comes); by
+    default as many as delay no detection.
     """
+
+    MAX_BATCH = 3
 
     def __init__(self, model: Model, *, thresholds: Mapping[str, float] | float | None = None,
                  refractory_s: Mapping[str, float] | float | None = None,
                  smoothing: Mapping[str, int] | int | None = None,
                  decision_s: float | None = None,
-                 gate: GateSettings | Mapping[str, Any] | str | bool | None = None, verify: bool = True) -> None:
+                 gate: GateSettings | Mapping[str, Any] | str | bool | None = None, verify: bool = True,
+                 batch: int | None = None) -> None:
         self.model = model
         self.settings = DetectorSettings.resolve(
             model.bundle.classes, model.manifest.detection,
@@ -66,10 +81,13 @@ class Pipeline:
         self.hold = hold_samples(self.gate_settings, self.span)
         self.gate = ActivityGate(self.gate_settings) if self.gate_settings.mode != "off" else None
         self.padding = model.manifest.head.clip_padding_samples
+        self.batch = self._batch_size() if batch is None else max(1, min(int(batch), self._batch_size()))
         self._silence = np.zeros(len(model.labels))
         self._silence[0] = 1.0  # what a window of silence scores: all background
-        # Audio kept for computing a window's features when it is run: one window span plus alignment.
-        self._keep = self.span + self.frontend.first_end + 2 * self.hop + 2 * HOP
+        # Audio kept for computing a window's features when it is run: one window span plus alignment,
+        # and the windows that may wait for a batch.
+        self._keep = (self.span + self.frontend.first_end + 2 * self.hop + 2 * HOP
+                      + (self.batch - 1) * self.stride * self.hop)
         self.reset()
 
     def reset(self) -> None:
@@ -83,10 +101,14 @@ class Pipeline:
         self.samples = 0  # samples received
         self.head_runs = 0  # head invocations, for tests and the cost benchmark
         self.gated_windows = 0  # windows the gate scored as background without running anything
-        self.frontend_features = 0  # features the frontend computed (base network runs)
+        self.frontend_features = 0  # features the frontend computed
+        self.frontend_runs = 0  # times features were computed (one run of the base network each, or a few)
         self._next_window = self.window - 1  # stream feature index ending the next window to decide
-        self._features: deque[np.ndarray] = deque(maxlen=self.window)
+        # The features of the windows due, the first window's whole span included.
+        self._features: deque[np.ndarray] = deque(maxlen=self.window + (self.batch - 1) * self.stride)
         self._last_index = -1  # stream index of the newest feature in self._features
+        self._verified = -1  # stream index of the newest feature the verifier has been given
+        self._due: list[int] = []  # windows to run (stream index of their last feature), waiting for a batch
         self._running = False  # whether the frontend's state continues from self._last_index
         self._pushed = 0  # stream sample up to which audio went into the frontend (when running)
         self._recent = np.zeros(0, dtype=np.float32)
@@ -129,7 +151,7 @@ class Pipeline:
         if self.gate is not None and self.gate.judged < self.samples:
             self.gate.push(np.zeros(self.gate.judged + HOP - self.samples, dtype=np.float32))  # judge the last hop
             out += self._decide()
-        return out
+        return out + self._run_due()
 
     def _decide(self) -> list[Detection]:
         """Run or skip every window whose audio is there (and, with the gate, judged), in order."""
@@ -142,8 +164,11 @@ class Pipeline:
                 break  # its last hop is not judged yet: decided with the next samples
             if (index + 1) % self.stride == 0:
                 if self.gate is None or self.gate.any_active(end - self.hold, end):
-                    out += self._run_window(index)
+                    self._due.append(index)
+                    if len(self._due) >= self.batch or self.detector.deciding:
+                        out += self._run_due()
                 else:
+                    out += self._run_due()  # the windows before it, in order
                     out += self._skip_window(index)
             self._next_window += 1
         self._trim()
@@ -158,9 +183,15 @@ class Pipeline:
         if self.gate is not None:
             self.gate.forget(self.feature_end(self._next_window) - self.hold)
 
-    def _compute_features(self, index: int) -> None:
-        """Bring the features up to stream feature ``index``, the ``window`` before it included."""
-        first = index - self.window + 1
+    def _batch_size(self) -> int:
+        """How many windows may run together without delaying a detection (see the module's notes)."""
+        if not self.frontend.runs_together or self.settings.decision_s <= 0:
+            return 1
+        period_s = self.stride * self.hop / SAMPLE_RATE
+        return 1 + min(self.MAX_BATCH - 1, math.ceil(self.settings.decision_s / period_s - 1e-6))
+
+    def _compute_features(self, first: int, last: int) -> None:
+        """Bring the features up to stream feature ``last``, every one from ``first`` on included."""
         if not self._running or self._last_index < first - 1:
             # Restart the frontend so that its first feature is stream feature ``first``: features are
             # computed from their own audio only, so they come out as they would have continuously.
@@ -169,29 +200,40 @@ class Pipeline:
             if self.verifier is not None:
                 self.verifier.reset()
             self._pushed = self.feature_end(first) - self.frontend.first_end
-            self._last_index = first - 1
+            self._last_index = self._verified = first - 1
             self._running = True
-        end = self.feature_end(index)
+        end = self.feature_end(last)
         if self._pushed < self._recent_start:
             raise RuntimeError("pipeline: the audio a window needs was no longer kept")
-        audio = self._recent[self._pushed - self._recent_start:end - self._recent_start]
+        features = self.frontend.push(self._recent[self._pushed - self._recent_start:end - self._recent_start])
         self._pushed = end
-        # A hop at a time, as the microphone gives it: the networks keep their input sizes (a resize
-        # re-allocates the interpreter, which costs more than the work) after a restart too.
-        piece = max(self.hop, HOP)
-        for start in range(0, len(audio), piece):
-            for feature in self.frontend.push(audio[start:start + piece]):
-                self._last_index += 1
-                self.frontend_features += 1
-                self._features.append(feature)
-                if self.verifier is not None:
-                    self.verifier.push(feature)
+        self.frontend_runs += 1
+        self._last_index += len(features)
+        self.frontend_features += len(features)
+        self._features.extend(features)
 
-    def _run_window(self, index: int) -> list[Detection]:
-        self._compute_features(index)
-        scores = self.model.head(np.stack(self._features)[None])[0]
-        self.head_runs += 1
-        return self.detector.update(scores, self.feature_end(index) / SAMPLE_RATE)
+    def _window_features(self, index: int) -> np.ndarray:
+        """The head's input for the window ending with stream feature ``index``: ``[1, window, ...]``."""
+        stop = len(self._features) - (self._last_index - index)
+        return np.stack([self._features[i] for i in range(stop - self.window, stop)])[None]
+
+    def _run_due(self) -> list[Detection]:
+        """Run the windows waiting, in order, their features computed together."""
+        if not self._due:
+            return []
+        due, self._due = self._due, []
+        self._compute_features(due[0] - self.window + 1, due[-1])
+        out: list[Detection] = []
+        for index in due:
+            if self.verifier is not None:
+                # The verifier looks back from the moment of decision: it is given features up to this window only.
+                for k in range(self._verified + 1, index + 1):
+                    self.verifier.push(self._features[len(self._features) - 1 - (self._last_index - k)])
+                self._verified = index
+            scores = self.model.head(self._window_features(index))[0]
+            self.head_runs += 1
+            out += self.detector.update(scores, self.feature_end(index) / SAMPLE_RATE)
+        return out
 
     def _skip_window(self, index: int) -> list[Detection]:
         """Score a window as pure background without running anything."""

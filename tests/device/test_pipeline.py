@@ -222,3 +222,43 @@ def test_what_the_verifier_rejects_does_not_fire(speech_model: Model, stream: Pa
     unverified = Pipeline(speech_model, verify=False)
     assert unverified.verifier is None
     assert_matches_events(unverified.run(iter([audio])), EVENTS)
+
+
+def _hop_by_hop(pipeline: Pipeline, audio: np.ndarray) -> list[tuple[int, Detection]]:
+    """Each detection with the number of the 80 ms chunk whose ``process`` call returned it."""
+    out = [(i, d) for i in range(0, len(audio), 1280) for d in pipeline.process(audio[i:i + 1280])]
+    return out + [(len(audio), d) for d in pipeline.flush()]
+
+
+def test_speech_windows_run_in_batches_with_the_same_detections_no_later(speech_model: Model, stream: Path) -> None:
+    audio = sf.read(stream, dtype="float32")[0]
+    batched = Pipeline(speech_model, gate="off")
+    assert speech_model.manifest.detection.decision_s == pytest.approx(0.15)
+    assert batched.batch == 3  # a decision period of 0.15 s spans two more windows of 80 ms
+    one_by_one = Pipeline(speech_model, gate="off", batch=1)
+    found = _hop_by_hop(batched, audio)
+    assert found == _hop_by_hop(one_by_one, audio)  # same detections, returned for the same chunk
+    assert_matches_events([d for _, d in found], EVENTS)
+    assert batched.head_runs == one_by_one.head_runs
+    assert batched.frontend_features == one_by_one.frontend_features
+    assert batched.frontend_runs < 0.4 * one_by_one.frontend_runs
+    assert batched.verifier is not None and batched.verifier.rejections == one_by_one.verifier.rejections
+
+
+def test_gated_speech_windows_in_batches_give_the_same_detections(speech_model: Model, stream: Path) -> None:
+    audio = sf.read(stream, dtype="float32")[0]
+    batched, one_by_one = Pipeline(speech_model), Pipeline(speech_model, batch=1)
+    found = _hop_by_hop(batched, audio)
+    assert found == _hop_by_hop(one_by_one, audio)
+    assert batched.gated_windows == one_by_one.gated_windows > 0
+    assert batched.frontend_runs < one_by_one.frontend_runs
+
+
+@pytest.mark.parametrize(("decision_s", "batch"), [(0.0, 1), (0.05, 2), (0.08, 2), (0.15, 3), (0.5, 3)])
+def test_windows_wait_for_a_batch_no_longer_than_the_decision_period(speech_model: Model, decision_s: float,
+                                                                      batch: int) -> None:
+    assert Pipeline(speech_model, decision_s=decision_s).batch == batch
+
+
+def test_a_frontend_without_cheap_runs_of_several_features_runs_each_window_as_it_comes(model: Model) -> None:
+    assert not model.new_frontend().runs_together and Pipeline(model).batch == 1
