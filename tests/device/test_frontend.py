@@ -86,6 +86,25 @@ def test_speech_embeddings_of_one_run_equal_each_window_run_alone(embedding: str
         np.testing.assert_array_equal(together[k], alone.get_tensor(alone.get_output_details()[0]["index"]).reshape(96))
 
 
+def test_a_stream_keeps_the_networks_inputs_small_and_a_clip_runs_in_large_blocks(shared_dir: Path) -> None:
+    """An interpreter keeps the memory planned for the largest input it ran: streamed audio, however
+    much comes at once, never makes the daemon's larger than a run of STREAM_BLOCK windows."""
+    fe = _frontend("speech")
+    audio = _audio(6.0, seed=4)
+    streamed = fe.push(audio)  # 6 s in one piece, as after a long pause of the activity gate
+
+    def input_sizes() -> tuple[int, int]:
+        return (int(fe._mel.get_input_details()[0]["shape"][1]),
+                int(fe._embedding.get_input_details()[0]["shape"][1]))
+
+    assert input_sizes() <= (fe.CHUNK + fe.OVERLAP, 76 + 8 * (fe.STREAM_BLOCK - 1))
+    np.testing.assert_array_equal(streamed, fe.transform(audio))
+    clip = fe.transform(audio[:3 * 16000])  # 28 windows: one run of the network
+    assert fe.STREAM_BLOCK < len(clip) <= fe.EMBEDDING_BLOCK
+    mel_span = (3 * 16000 - fe.OVERLAP) // fe.CHUNK * fe.CHUNK + fe.OVERLAP  # the clip's whole groups of 8 frames
+    assert input_sizes() == (mel_span, 76 + 8 * (len(clip) - 1))
+
+
 class _Quiet(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args: object) -> None:
         pass
