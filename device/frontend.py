@@ -205,7 +205,7 @@ class SpeechFrontend(Frontend):
     embeddings of the windows inside them, each exactly as if it had been run alone, for a
     fraction of the work: the windows overlap by 68 of their 76 frames and the layers compute the
     overlap once. Consecutive embeddings are therefore always computed in one such run: 2 cost 1.1
-    times one, 3 cost 1.3 times, 8 1.7 times, 32 4.8 times.
+    times one, 3 1.2 times, 8 1.8 times, 32 4.6 times (``tests/bench/bench_embedding.py --runs``).
 
     Whole clips (:meth:`transform`, the trainer) run the mel model over the clip at once and the
     embedding in blocks of up to ``EMBEDDING_BLOCK`` windows. A stream (:meth:`push`, the daemon)

@@ -3,6 +3,7 @@
     .venv/bin/python tests/bench/bench_embedding.py [--out build/bench/embedding] [--python ...]
     .venv/bin/python tests/bench/bench_embedding.py --speed-only [--python ...]   # no TensorFlow
     .venv/bin/python tests/bench/bench_embedding.py --vm-cpu EPYC-Rome             # in a KVM guest
+    .venv/bin/python tests/bench/bench_embedding.py --runs [--python ...]          # consecutive windows
 
 A ``.tflite`` file cannot be quantized again by TensorFlow's converter, which starts from a
 TensorFlow model; the trainer's :mod:`hark.trainer.quantize` rebuilds ``embedding_model.tflite``
@@ -19,6 +20,9 @@ windows, and its CPU per embedding (one window, one thread, least of 3 runs of 5
 given with ``--python`` (one with tflite-runtime, one with ai-edge-litert: the kernels differ).
 
 ``--speed-only`` times the copies an earlier run left in ``--out``, without TensorFlow.
+``--runs`` times the float file on runs of n consecutive windows (one input of ``76 + 8 (n - 1)``
+frames, how hark's frontend computes them: :class:`hark.frontend.SpeechFrontend`) against the same
+windows as a batch ``[n, 76, 32, 1]``, and checks that both give each window's own embedding.
 ``--vm-cpu MODEL`` does that inside a KVM guest whose CPU is qemu's ``MODEL`` (``scripts/vm-bench``:
 natively on this machine's cores, but XNNPACK picks its kernels for that model's flags, e.g. AVX2
 without AVX-512 for ``EPYC-Rome``), in both of the guest's Pythons: /opt/bench (the runtime and
@@ -67,6 +71,56 @@ for path in sys.argv[1:]:
     print(f"{name}\t{path}\t{best * 1e3:.3f}")
 """
 
+RUNS = r"""
+import sys, time, numpy as np
+try:
+    from ai_edge_litert.interpreter import Interpreter
+except ImportError:
+    from tflite_runtime.interpreter import Interpreter
+path = sys.argv[1]
+frames = np.random.default_rng(0).normal(2.0, 1.0, (1, 76 + 8 * 127, 32, 1)).astype(np.float32)
+alone = Interpreter(path, num_threads=1)
+alone.allocate_tensors()
+def embed(it, x):
+    it.set_tensor(it.get_input_details()[0]["index"], x)
+    it.invoke()
+    return it.get_tensor(it.get_output_details()[0]["index"]).reshape(-1, 96).copy()
+own = np.concatenate([embed(alone, frames[:, 8 * k:8 * k + 76]) for k in range(128)])
+def least(shape, x, n):
+    best, exact = 1e9, None
+    for _ in range(3):
+        it = Interpreter(path, num_threads=1)
+        it.resize_tensor_input(it.get_input_details()[0]["index"], shape)
+        it.allocate_tensors()
+        out = embed(it, x)
+        exact = np.array_equal(out, own[:n])
+        repeats = max(20, 2000 // n)
+        t = time.process_time()
+        for _ in range(repeats):
+            embed(it, x)
+        best = min(best, (time.process_time() - t) / repeats / n)
+    return best, exact
+for n in (1, 2, 3, 4, 8, 16, 32, 128):
+    run = least([1, 76 + 8 * (n - 1), 32, 1], np.ascontiguousarray(frames[:, :76 + 8 * (n - 1)]), n)
+    batch = least([n, 76, 32, 1], np.concatenate([frames[:, 8 * k:8 * k + 76] for k in range(n)]), n)
+    print(f"{n}\t{run[0] * 1e3:.3f}\t{run[1]}\t{batch[0] * 1e3:.3f}\t{batch[1]}")
+"""
+
+
+def time_runs(pythons: list[str]) -> None:
+    """CPU per embedding in runs of n consecutive windows, against the same windows as a batch."""
+    print("\nCPU per embedding (ms, float file, one thread, least of 3); exact: each window's own embedding")
+    for python in pythons:
+        result = subprocess.run([python, "-c", RUNS, str(MODELS / "embedding_model.tflite")],
+                                capture_output=True, text=True)
+        if result.returncode != 0:
+            print(f"  {python}: failed ({(result.stderr.strip().splitlines() or ['?'])[-1]})")
+            continue
+        print(f"  {python}\n  {'windows':>8} {'one run':>9} {'exact':>6} {'as batch':>9} {'exact':>6}")
+        for line in result.stdout.strip().splitlines():
+            n, run, run_exact, batch, batch_exact = line.split("\t")
+            print(f"  {n:>8} {float(run):9.3f} {run_exact:>6} {float(batch):9.3f} {batch_exact:>6}")
+
 
 def mel_windows(files: list[Path]) -> np.ndarray:
     from hark.audiofile import read_audio
@@ -112,6 +166,8 @@ def main() -> int:
                         help="Pythons to time the copies in (each with tflite-runtime or ai-edge-litert)")
     parser.add_argument("--speed-only", action="store_true",
                         help="only time the copies already in --out (no TensorFlow needed)")
+    parser.add_argument("--runs", action="store_true",
+                        help="time runs of consecutive windows against batches (no TensorFlow needed)")
     parser.add_argument("--vm-cpu", metavar="MODEL",
                         help="time them in a KVM guest with this qemu CPU model (EPYC-Rome, Haswell-noTSX, host)")
     args = parser.parse_args()
@@ -126,6 +182,12 @@ def main() -> int:
         return subprocess.run([sys.executable, str(ROOT / "scripts" / "vm-bench"), "--cpu", args.vm_cpu,
                                *(f"--copy={path}:embedding/{path.name}" for path in quantized),
                                "--", *command]).returncode
+    if args.runs:
+        from bench_cost import cpu_description
+
+        print("\n".join(cpu_description()))
+        time_runs(args.python)
+        return 0
     if args.speed_only:
         from bench_cost import cpu_description
 
