@@ -105,6 +105,23 @@ def test_a_stream_keeps_the_networks_inputs_small_and_a_clip_runs_in_large_block
     assert input_sizes() == (mel_span, 76 + 8 * (len(clip) - 1))
 
 
+@pytest.mark.parametrize(("error", "together"), [(0.0, True), (3e-7, True), (1e-3, False)])
+def test_longer_runs_are_used_where_they_differ_from_single_windows_by_rounding_only(
+        error: float, together: bool, shared_dir: Path) -> None:
+    """ARM's kernels round a longer run differently in the last bits (3e-7 of the largest value on a
+    Cortex-A72); that is still the window's embedding. A file computing something else is run alone."""
+    from hark.frontend import SpeechFrontend
+
+    class Rounding(SpeechFrontend):
+        def _run_embedding_block(self, frames: np.ndarray, count: int) -> np.ndarray:
+            out = super()._run_embedding_block(frames, count)
+            return out + error * float(np.abs(out).max())
+
+    files = fetch_base("speech")
+    fe = Rounding(mel_model=files["melspectrogram.tflite"], embedding_model=files["embedding_model.tflite"])
+    assert fe.runs_together is together
+
+
 class _Quiet(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args: object) -> None:
         pass
