@@ -347,7 +347,7 @@ class SpeechFrontend(Frontend):
             together = None
         finally:
             self._embedding_shape = ("none", 0)  # re-plan on the next run, whatever shape the probe left
-        if together is None or together.shape != alone.shape:
+        if together is None:  # it cannot run a longer input, or gives other than two windows of values
             return False
         return bool(np.abs(together - alone).max() <= self.RUN_TOLERANCE * max(1.0, float(np.abs(alone).max())))
 

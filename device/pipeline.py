@@ -212,10 +212,13 @@ class Pipeline:
         self.frontend_features += len(features)
         self._features.extend(features)
 
+    def _feature(self, index: int) -> np.ndarray:
+        """Stream feature ``index``, one of those kept."""
+        return self._features[len(self._features) - 1 - (self._last_index - index)]
+
     def _window_features(self, index: int) -> np.ndarray:
         """The head's input for the window ending with stream feature ``index``: ``[1, window, ...]``."""
-        stop = len(self._features) - (self._last_index - index)
-        return np.stack([self._features[i] for i in range(stop - self.window, stop)])[None]
+        return np.stack([self._feature(k) for k in range(index - self.window + 1, index + 1)])[None]
 
     def _run_due(self) -> list[Detection]:
         """Run the windows waiting, in order, their features computed together."""
@@ -228,7 +231,7 @@ class Pipeline:
             if self.verifier is not None:
                 # The verifier looks back from the moment of decision: it is given features up to this window only.
                 for k in range(self._verified + 1, index + 1):
-                    self.verifier.push(self._features[len(self._features) - 1 - (self._last_index - k)])
+                    self.verifier.push(self._feature(k))
                 self._verified = index
             scores = self.model.head(self._window_features(index))[0]
             self.head_runs += 1
