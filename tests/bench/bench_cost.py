@@ -29,14 +29,11 @@ The whole ``hark detect`` command is measured the same way (its ``main`` called 
 reads ``VmHWM`` afterwards).
 
     .venv/bin/python tests/bench/bench_cost.py [--model MODEL] [--rounds 3] [--streams steady,busy,mixed]
-    .venv/bin/python tests/bench/bench_cost.py --vm-cpu EPYC-Rome   # the same, in a KVM guest without AVX-512
+    .venv/bin/python tests/bench/bench_cost.py --hide-avx512   # the same, as on a CPU without AVX-512
 
-With ``--vm-cpu MODEL`` the streams and the model are made here and this same measurement runs
-inside a KVM guest (``scripts/vm-bench``) whose CPU is qemu's ``MODEL``: natively on this
-machine's cores, but the runtimes see that model's flags and pick their kernels for it (AVX2
-rather than AVX-512 with ``EPYC-Rome`` or ``Haswell-noTSX``). ``--vm-cpu host`` is the control:
-the guest with all of this machine's flags. It needs hardware KVM that can give the guest every
-feature of the model; ``scripts/vm-bench`` says in one line when this machine's cannot.
+With ``--hide-avx512`` every process of the measurement sees a CPU without AVX-512, AVX-VNNI and
+AMX, and its runtimes pick their kernels for that, on this machine's cores
+(:mod:`hidden_cpu_features`: CPUID faulting, where the kernel offers it).
 
 Without ``--model`` it uses the speech model of ``bench_streaming.py`` (trained there if missing).
 Targets: hark >= 2x openWakeWord's audio-s per CPU-s on the mixed stream and >= 4x on the steady
@@ -54,6 +51,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import hidden_cpu_features
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -172,6 +170,8 @@ def cpu_description() -> list[str]:
              f"SIMD: {' '.join(simd) or 'none of ' + ', '.join(SIMD_FLAGS[:6])}"]
     if platform.machine() in ("x86_64", "AMD64"):
         lines.append("AVX-512: " + ("yes" if "avx512f" in flags else "no"))
+        if hidden_cpu_features.active():
+            lines.append(hidden_cpu_features.check_hidden())
     if os.environ.get("QEMU_CPU"):
         # Under qemu-user, /proc/cpuinfo is the host's: the model and flags above are not the emulated core's.
         lines.append(f"emulated: QEMU_CPU={os.environ['QEMU_CPU']} on the CPU above (/proc/cpuinfo is the "
@@ -272,19 +272,6 @@ def bench_model(model: Path | None, workdir: Path) -> Path:
     return model
 
 
-def in_guest(args: argparse.Namespace, names: list[str]) -> int:
-    """This measurement inside a KVM guest with CPU model ``args.vm_cpu``; the streams and model are made here."""
-    files = streams(args.workdir, names, args.minutes)
-    model = bench_model(args.model, args.workdir)
-    copies = [f"{path}:work/{path.name}" for path in files.values()] + [f"{model}:model"]
-    python = {"bench": "/opt/bench/bin/python", "device": "/opt/hark/.venv/bin/python"}[args.vm_venv]
-    command = [python, "tests/bench/bench_cost.py", "--workdir", "/mnt/data/work", "--model", "/mnt/data/model",
-               "--rounds", str(args.rounds), "--streams", ",".join(names), "--minutes", f"{args.minutes:g}",
-               "--oww-python", "/opt/bench/bin/python"]
-    return subprocess.run([sys.executable, str(ROOT / "scripts" / "vm-bench"), "--cpu", args.vm_cpu,
-                           *(f"--copy={c}" for c in copies), "--", *command]).returncode
-
-
 def openwakeword_available(python: str) -> str | None:
     """Why openWakeWord 0.4.0 cannot be run with ``python``, or None if it can."""
     probe = subprocess.run([python, "-c", "import openwakeword, onnxruntime; "
@@ -305,15 +292,12 @@ def main() -> int:
                         help="each stream's length (shorter under emulation)")
     parser.add_argument("--oww-python", default=sys.executable,
                         help="a Python with openwakeword==0.4.0 and onnxruntime (default: this one)")
-    parser.add_argument("--vm-cpu", metavar="MODEL",
-                        help="measure in a KVM guest with this qemu CPU model (EPYC-Rome, Haswell-noTSX, host)")
-    parser.add_argument("--vm-venv", choices=("bench", "device"), default="bench",
-                        help="with --vm-cpu, hark's Python in the guest: 'bench' has the versions of this machine's "
-                             ".venv, 'device' hark[device] as a Pi installs it (ai-edge-litert)")
+    parser.add_argument("--hide-avx512", action="store_true",
+                        help="as on a CPU without AVX-512: hide it (and AVX-VNNI, AMX) from the runtimes")
     args = parser.parse_args()
     names = [n.strip() for n in args.streams.split(",") if n.strip()]
-    if args.vm_cpu:
-        return in_guest(args, names)
+    if args.hide_avx512:
+        hidden_cpu_features.reexec_hidden(program="bench_cost")
     env = {**os.environ, "HARK_CACHE_DIR": os.environ.get("HARK_CACHE_DIR", str(SHARED / "models")),
            "PYTHONPATH": os.pathsep.join(p for p in (os.environ.get("PYTHONPATH"), str(ROOT)) if p),
            "TF_CPP_MIN_LOG_LEVEL": "2"}

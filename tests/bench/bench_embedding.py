@@ -2,7 +2,7 @@
 
     .venv/bin/python tests/bench/bench_embedding.py [--out build/bench/embedding] [--python ...]
     .venv/bin/python tests/bench/bench_embedding.py --speed-only [--python ...]   # no TensorFlow
-    .venv/bin/python tests/bench/bench_embedding.py --vm-cpu EPYC-Rome             # in a KVM guest
+    .venv/bin/python tests/bench/bench_embedding.py --speed-only --hide-avx512     # as without AVX-512
     .venv/bin/python tests/bench/bench_embedding.py --runs [--python ...]          # consecutive windows
 
 A ``.tflite`` file cannot be quantized again by TensorFlow's converter, which starts from a
@@ -23,10 +23,8 @@ given with ``--python`` (one with tflite-runtime, one with ai-edge-litert: the k
 ``--runs`` times the float file on runs of n consecutive windows (one input of ``76 + 8 (n - 1)``
 frames, how hark's frontend computes them: :class:`hark.frontend.SpeechFrontend`) against the same
 windows as a batch ``[n, 76, 32, 1]``, and checks that both give each window's own embedding.
-``--vm-cpu MODEL`` does that inside a KVM guest whose CPU is qemu's ``MODEL`` (``scripts/vm-bench``:
-natively on this machine's cores, but XNNPACK picks its kernels for that model's flags, e.g. AVX2
-without AVX-512 for ``EPYC-Rome``), in both of the guest's Pythons: /opt/bench (the runtime and
-versions of this machine's .venv) and /opt/hark/.venv (hark[device] as a Pi installs it: ai-edge-litert).
+``--hide-avx512`` times them as on a CPU without AVX-512: the runtimes see none (nor AVX-VNNI, AMX)
+and pick their kernels for that, on this machine's cores (:mod:`hidden_cpu_features`).
 """
 
 from __future__ import annotations
@@ -168,20 +166,13 @@ def main() -> int:
                         help="only time the copies already in --out (no TensorFlow needed)")
     parser.add_argument("--runs", action="store_true",
                         help="time runs of consecutive windows against batches (no TensorFlow needed)")
-    parser.add_argument("--vm-cpu", metavar="MODEL",
-                        help="time them in a KVM guest with this qemu CPU model (EPYC-Rome, Haswell-noTSX, host)")
+    parser.add_argument("--hide-avx512", action="store_true",
+                        help="as on a CPU without AVX-512: hide it (and AVX-VNNI, AMX) from the runtimes")
     args = parser.parse_args()
-    if args.vm_cpu:
-        copies = made_copies(args.out)
-        command = ["/opt/bench/bin/python", "tests/bench/bench_embedding.py", "--speed-only", "--out",
-                   "/mnt/data/embedding", "--python", "/opt/bench/bin/python", "/opt/hark/.venv/bin/python",
-                   "/opt/bench/bin/python", "/opt/hark/.venv/bin/python"]
-        print("guest runs: /opt/bench (this machine's runtime), /opt/hark/.venv (ai-edge-litert), each twice",
-              flush=True)
-        quantized = [path for name, path in copies.items() if name != "float (the file)"]
-        return subprocess.run([sys.executable, str(ROOT / "scripts" / "vm-bench"), "--cpu", args.vm_cpu,
-                               *(f"--copy={path}:embedding/{path.name}" for path in quantized),
-                               "--", *command]).returncode
+    if args.hide_avx512:
+        import hidden_cpu_features
+
+        hidden_cpu_features.reexec_hidden(program="bench_embedding")
     if args.runs:
         from bench_cost import cpu_description
 
