@@ -9,12 +9,20 @@ Layout::
 Labels follow :mod:`hark.labels`; a bad folder name is an error naming the folder. A file
 that cannot be read (corrupt, empty, not audio) is skipped with a warning naming it, so one bad
 file never costs the rest. No TensorFlow here: the check runs on the Pi too.
+
+A capture that ``hark review`` filed comes with a record beside it (``<name>.json``, its
+``detection_offset_s``). Such a clip is 2 s of a room with the detection in it, and other sounds
+may be louder than the one that fired; so it is used from ``CAPTURE_SOUND_BEFORE_S`` before the
+detection to ``CAPTURE_SOUND_AFTER_S`` after it, the part the sound that fired lies in, and the
+trainer finds the sound there. The file itself is kept whole.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import json
+import math
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hark.audiofile import SAMPLE_RATE, audio_info, is_audio_path, read_audio
+from hark.audiofile import AUDIO_SUFFIXES, SAMPLE_RATE, audio_info, is_audio_path, read_audio
 from hark.errors import AudioError, HarkError
 from hark.labels import BACKGROUND_DIR, UNKNOWN_DIR, check_label
 
@@ -34,6 +42,12 @@ CLIP_LEVEL = 0.99
 CLIPPED_FRACTION = 0.001
 # Peak below -60 dBFS: nothing a microphone would call a sound.
 SILENT_PEAK = 1e-3
+# A reviewed capture is used from this long before its detection to this long after: a word ends
+# 0.3-0.4 s before the detection and lasts under a second; the head heard no more than this.
+CAPTURE_SOUND_BEFORE_S = 1.3
+CAPTURE_SOUND_AFTER_S = 0.2
+RECORD_SUFFIX = ".json"
+MAX_RECORD_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True, eq=False)
@@ -48,6 +62,7 @@ class Clip:
     digest: str
     clipped: bool
     silent: bool
+    detection_s: float | None = None  # a reviewed capture's detection, in ``samples`` (s)
 
     @property
     def duration_s(self) -> float:
@@ -114,15 +129,50 @@ def _warn_stderr(message: str) -> None:
     print(f"hark: warning: {message}", file=sys.stderr)
 
 
-def read_clip(path: Path, label: str) -> Clip:
-    """A :class:`Clip` of ``path``; :class:`AudioError` naming the file when it cannot be read."""
+def capture_detection_s(record: Path, duration_s: float) -> float | None:
+    """The ``detection_offset_s`` of a capture's record (see the module's text), None when there is no
+    record; :class:`HarkError` naming the record when it is there but says no usable offset."""
+    try:
+        if record.stat().st_size > MAX_RECORD_BYTES:
+            raise HarkError(f"{record}: larger than {MAX_RECORD_BYTES // 1024} KB, not a capture's record")
+        document = json.loads(record.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise HarkError(f"{record}: not a capture's record ({type(err).__name__})") from None
+    value = document.get("detection_offset_s") if isinstance(document, dict) else None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or not 0.0 <= value <= duration_s:
+        raise HarkError(f"{record}: detection_offset_s must be a number of seconds within the clip's "
+                        f"{duration_s:.2f} s")
+    return float(value)
+
+
+def read_clip(path: Path, label: str, *, warn: Callable[[str], None] | None = None) -> Clip:
+    """A :class:`Clip` of ``path``; :class:`AudioError` naming the file when it cannot be read.
+
+    A capture's record beside it narrows the clip to the part around its detection; a record that
+    cannot be used is reported through ``warn`` and the whole clip is used.
+    """
     info = audio_info(path)  # rate, channels and length checked before anything is read
     samples = read_audio(path)
+    detection_s = None
+    try:
+        offset = capture_detection_s(path.with_suffix(RECORD_SUFFIX), len(samples) / SAMPLE_RATE)
+    except HarkError as err:
+        if warn is not None:
+            warn(f"{err}; the whole clip is used")
+        offset = None
+    if offset is not None:
+        start = max(0, int(round((offset - CAPTURE_SOUND_BEFORE_S) * SAMPLE_RATE)))
+        end = min(len(samples), int(round((offset + CAPTURE_SOUND_AFTER_S) * SAMPLE_RATE)))
+        samples = samples[start:end]
+        detection_s = offset - start / SAMPLE_RATE
     digest = hashlib.sha256(np.round(samples * 32767).astype(np.int16).tobytes()).hexdigest()
     peak = float(np.max(np.abs(samples)))
     clipped = float(np.mean(np.abs(samples) >= CLIP_LEVEL)) > CLIPPED_FRACTION
     return Clip(path=path, label=label, samples=samples, rate=int(info.samplerate), channels=int(info.channels),
-                digest=digest, clipped=clipped, silent=peak < SILENT_PEAK)
+                digest=digest, clipped=clipped, silent=peak < SILENT_PEAK, detection_s=detection_s)
 
 
 def _files(folder: Path, warn: Callable[[str], None]) -> list[Path]:
@@ -130,6 +180,8 @@ def _files(folder: Path, warn: Callable[[str], None]) -> list[Path]:
     for p in sorted(folder.rglob("*")):
         if not p.is_file() or p.name.startswith("."):
             continue
+        if p.suffix == RECORD_SUFFIX and any(p.with_suffix(ext).is_file() for ext in AUDIO_SUFFIXES):
+            continue  # a capture's record, read with its clip
         if is_audio_path(p):
             found.append(p)
         else:
@@ -173,7 +225,7 @@ def load_dataset(root: str | Path, *, warn: Callable[[str], None] = _warn_stderr
     unknown: list[Clip] = []
     for name, path in iterator:
         try:
-            clip = read_clip(path, name)
+            clip = read_clip(path, name, warn=note)
         except AudioError as err:
             note(f"{err}; skipped")
             continue

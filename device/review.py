@@ -14,7 +14,10 @@ button and the MQTT ``wrong/set`` command, so every way of judging files the sam
 capture is named by its id ``<label>/<stem>``, checked before any path is built from it. Files
 are moved, never overwritten (a name taken in the dataset gets ``-2``, ``-3``…); the sidecar's
 facts (score, time, model) are appended to ``CAPTURES/reviewed.jsonl`` with the decision, so
-the dataset holds only audio and nothing the user judged is forgotten.
+nothing the user judged is forgotten. A filed clip keeps a short record beside it
+(``<name>.json``: where in it the detection fired, and the verdict): the trainer uses the part of
+a capture around its detection (:mod:`hark.dataset`), since a room's other sounds may be louder
+than the one that fired.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
-from hark.clipfile import free_path
+from hark.clipfile import free_path, write_json
 from hark.errors import HarkError
 from hark.labels import UNKNOWN_DIR, is_valid_label
 
@@ -131,6 +134,22 @@ def latest(captures_dir: str | Path) -> Capture | None:
     return newest[0] if newest else None
 
 
+def _keep_detection(capture: Capture, target: Path, verdict: Verdict) -> None:
+    """Beside a filed clip, where its detection fired (``hark.dataset`` reads it); never over another file."""
+    offset = capture.info.get("detection_offset_s")
+    if isinstance(offset, bool) or not isinstance(offset, (int, float)) or not 0.0 <= offset <= 3600.0:
+        return
+    record = target.with_suffix(".json")
+    if record.exists():
+        log.warning("review: %s is there already; %s is filed without its detection time", record, target.name)
+        return
+    try:
+        write_json(record, {"detection_offset_s": float(offset), "label": capture.label, "verdict": verdict,
+                            **{k: capture.info.get(k) for k in ("score", "time", "model")}})
+    except OSError as err:
+        log.warning("review: could not write %s (%s); the whole clip will be trained on", record, err.strerror)
+
+
 def judge(captures_dir: str | Path, dataset_dir: str | Path, capture_id: object, verdict: Verdict) -> Path | None:
     """Apply ``verdict`` to one capture; returns where its audio went (None for delete).
 
@@ -158,6 +177,7 @@ def judge(captures_dir: str | Path, dataset_dir: str | Path, capture_id: object,
         except OSError as err:
             raise HarkError(f"{folder}: cannot move {capture.id} there ({err.strerror})") from None
         record["moved_to"] = str(target)
+        _keep_detection(capture, target, verdict)
     with contextlib.suppress(FileNotFoundError):
         capture.sidecar.unlink()
     try:

@@ -566,6 +566,9 @@ class WebServer:
         if not path.is_file() or path.is_symlink():
             raise web.HTTPNotFound()
         await self._run(path.unlink)
+        record = path.with_suffix(".json")  # a reviewed capture's detection time (hark.dataset), gone with it
+        if record.is_file() and not record.is_symlink():
+            await self._run(record.unlink)
         log.info("web: deleted %s", path)
         return web.json_response({"ok": True})
 

@@ -243,7 +243,8 @@ def train_model(work: Path, name: str, clips: dict[str, list[Path]], background:
         for label, paths in clips.items():
             link(data / label, paths)
         for label, paths in (extra or {}).items():
-            link(data / label, paths)
+            # With each reviewed capture, the record of where its detection fired (hark.dataset reads it).
+            link(data / label, [*paths, *(r for p in paths if (r := p.with_suffix(".json")).is_file())])
         link(data / "_background_noise_", background)
         started = time.monotonic()
         train(data, model, TrainOptions(base=base, seed=seed, report=False, progress=False, heads=heads,

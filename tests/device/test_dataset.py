@@ -107,3 +107,48 @@ def test_damaged_and_overlong_files_are_reported(dataset: Path, capsys: pytest.C
     beep_row = next(line for line in out.splitlines() if line.startswith("beep "))
     assert beep_row.split()[:2] == ["beep", "8"]  # neither file counted as usable
     assert "30.0 s of background" in out
+
+
+def test_a_reviewed_capture_is_used_around_its_detection(dataset: Path) -> None:
+    """A record beside a clip (``hark review`` writes it) narrows the clip to the part around the detection,
+    where the sound that fired is; the file stays whole and the record is not taken for a bad file."""
+    from hark.dataset import CAPTURE_SOUND_AFTER_S, CAPTURE_SOUND_BEFORE_S
+
+    folder = dataset / "beep"
+    audio = np.zeros(3 * SR, np.float32)
+    audio[: SR // 5] = 0.9  # a louder sound before the one that fired
+    audio[SR: SR + SR // 2] = 0.3 * np.sin(np.arange(SR // 2) * 0.3)
+    sf.write(folder / "capture.wav", audio, SR)
+    (folder / "capture.json").write_text('{"detection_offset_s": 1.8, "verdict": "right"}')
+    warnings: list[str] = []
+    loaded = load_dataset(dataset, warn=warnings.append)
+    [kept] = [c for c in loaded.classes["beep"] if c.path.name == "capture.wav"]
+    start = int(round((1.8 - CAPTURE_SOUND_BEFORE_S) * SR))
+    assert len(kept.samples) == int(round((CAPTURE_SOUND_BEFORE_S + CAPTURE_SOUND_AFTER_S) * SR))
+    np.testing.assert_allclose(kept.samples, audio[start: start + len(kept.samples)], atol=1e-4)
+    assert kept.detection_s == pytest.approx(CAPTURE_SOUND_BEFORE_S)
+    assert float(np.abs(kept.samples).max()) < 0.5  # the louder sound before it is not in the clip
+    assert not [w for w in warnings if "capture" in w]
+    assert sf.info(folder / "capture.wav").frames == 3 * SR
+
+
+@pytest.mark.parametrize("record", ['{"detection_offset_s": 9.5}', '{"detection_offset_s": "1.0"}',
+                                    '{"detection_offset_s": NaN}', "not json", '["detection_offset_s"]',
+                                    '{"detection_offset_s": 1.0, "pad": "' + "x" * 70000 + '"}'])
+def test_a_record_that_cannot_be_used_is_named_and_the_whole_clip_used(dataset: Path, record: str) -> None:
+    folder = dataset / "beep"
+    sf.write(folder / "capture.wav", np.full(3 * SR, 0.1, np.float32), SR)
+    (folder / "capture.json").write_text(record)
+    warnings: list[str] = []
+    loaded = load_dataset(dataset, warn=warnings.append)
+    [kept] = [c for c in loaded.classes["beep"] if c.path.name == "capture.wav"]
+    assert len(kept.samples) == 3 * SR and kept.detection_s is None
+    [said] = [w for w in warnings if "capture.json" in w]
+    assert said.endswith("; the whole clip is used")
+
+
+def test_a_json_file_without_a_clip_of_its_name_is_reported_as_not_audio(dataset: Path) -> None:
+    (dataset / "beep" / "notes.json").write_text("{}")
+    warnings: list[str] = []
+    load_dataset(dataset, warn=warnings.append)
+    assert any("notes.json: skipped, not an audio file" in w for w in warnings)

@@ -164,9 +164,36 @@ def test_the_mqtt_wrong_command_files_the_latest_capture_under_unknown(tone_bund
         newest = max(captures.glob("*.wav"))
         sub.client.publish("hark/test/wrong/set", "PRESS", qos=1).wait_for_publish(5)
         unknown = tmp_path / "dataset" / "_unknown_" / newest.name
-        running.wait_for(lambda: unknown.is_file(), timeout=5, what="the capture in _unknown_")
-        assert not newest.exists() and not newest.with_suffix(".json").exists()
+        # The audio moves first, then its detection time is written beside it and the sidecar removed.
+        running.wait_for(lambda: unknown.is_file() and not newest.with_suffix(".json").exists(), timeout=5,
+                         what="the capture in _unknown_, its sidecar gone")
+        assert not newest.exists()
+        assert "detection_offset_s" in json.loads(unknown.with_suffix(".json").read_text())
     finally:
         sub.close()
         log = running.stop()
     assert "MQTT: that was wrong" in log and "Traceback" not in log
+
+
+def test_a_filed_capture_keeps_where_its_detection_fired(tmp_path: Path) -> None:
+    """Right and wrong captures keep their detection time beside them in the dataset (the trainer uses the
+    part around it); an existing file of that name is never overwritten."""
+    from hark.dataset import load_dataset
+
+    captures, dataset = tmp_path / "captures", tmp_path / "dataset"
+    for n, label in enumerate(("beep", "beep", "chirp")):
+        audio = capture(captures, label, f"20260101-10000{n}-000001_0.900")
+        write_json(audio.with_suffix(".json"), {"label": label, "score": 0.9, "model": "tones",
+                                                "detection_offset_s": 0.05})
+    right = judge(captures, dataset, "beep/20260101-100000-000001_0.900", "right")
+    wrong = judge(captures, dataset, "chirp/20260101-100002-000001_0.900", "wrong")
+    assert right is not None and wrong is not None
+    for moved, verdict in ((right, "right"), (wrong, "wrong")):
+        record = json.loads(moved.with_suffix(".json").read_text())
+        assert record["detection_offset_s"] == 0.05 and record["verdict"] == verdict
+    taken = dataset / "beep" / "20260101-100001-000001_0.900.json"
+    taken.write_text("the user's notes")
+    kept = judge(captures, dataset, "beep/20260101-100001-000001_0.900", "right")
+    assert kept is not None and kept.is_file() and taken.read_text() == "the user's notes"
+    [clip] = [c for c in load_dataset(dataset, warn=lambda _: None).classes["beep"] if c.path == right]
+    assert clip.detection_s == pytest.approx(0.05)
