@@ -40,6 +40,8 @@ side's background as ``_background_noise_``. Each model is scored on:
   the daemon with capture over stream A; each capture is judged by the truth (right into its class,
   wrong into ``_unknown_``, as ``hark review`` files them); the model is trained again with them,
   and both models are measured on stream B. ``--right-max N`` keeps at most N right captures a class.
+  The retraining uses the part of each capture around its detection (the record ``hark review``
+  files beside it); ``--whole-captures`` trains on the whole 2 s instead, as before that record.
 
 The dev side is for looking at while working; the sealed side is for reporting. Nothing is
 copied into the repository: streams, splits and links live in ``--workdir``.
@@ -229,6 +231,7 @@ def draw(pool: dict[str, list[Path]], words: Iterable[str], per_class: int, seed
 
 
 EMBEDDING = "float"  # --embedding: the speech base's embedding every training here uses
+WHOLE_CAPTURES = False  # --whole-captures: retrain on reviewed captures without their detection times
 
 
 def train_model(work: Path, name: str, clips: dict[str, list[Path]], background: list[Path], *, base: str,
@@ -243,8 +246,10 @@ def train_model(work: Path, name: str, clips: dict[str, list[Path]], background:
         for label, paths in clips.items():
             link(data / label, paths)
         for label, paths in (extra or {}).items():
-            # With each reviewed capture, the record of where its detection fired (hark.dataset reads it).
-            link(data / label, [*paths, *(r for p in paths if (r := p.with_suffix(".json")).is_file())])
+            # With each reviewed capture, the record of where its detection fired (hark.dataset reads it),
+            # unless --whole-captures.
+            records = [] if WHOLE_CAPTURES else [r for p in paths if (r := p.with_suffix(".json")).is_file()]
+            link(data / label, [*paths, *records])
         link(data / "_background_noise_", background)
         started = time.monotonic()
         train(data, model, TrainOptions(base=base, seed=seed, report=False, progress=False, heads=heads,
@@ -552,7 +557,8 @@ def bench_review(args: argparse.Namespace, work: Path, sides: dict[str, Side], b
                 before, _ = train_model(work, name, clips, a.background, base="speech", seed=seed, heads=args.heads)
                 reviewed = keep_right(review_round(work, before, stream_a, f"{MODELS_TAG}/{name}"),
                                       args.right_max, seed)
-                suffix = "" if args.right_max is None else f"_right{args.right_max}"
+                suffix = ("" if args.right_max is None else f"_right{args.right_max}") + (
+                    "_whole" if args.whole_captures else "")
                 after, _ = train_model(work, f"{name}_reviewed{suffix}", clips, a.background, base="speech", seed=seed,
                                        heads=args.heads, extra=reviewed)
                 r0, r1 = run_stream(before, stream_b), run_stream(after, stream_b)
@@ -630,6 +636,8 @@ def main() -> int:
                         help="the speech base's embedding to train with (keep the models apart with --tag)")
     parser.add_argument("--right-max", type=int, default=None, metavar="N",
                         help="review: retrain on at most N right captures per class (all wrong ones are kept)")
+    parser.add_argument("--whole-captures", action="store_true",
+                        help="review: retrain on whole captures, without where their detections fired")
     parser.add_argument("--workdir", type=Path, default=Path("build/bench/quality"))
     args = parser.parse_args()
     if not REAL.is_dir():
@@ -639,9 +647,10 @@ def main() -> int:
     if unknown:
         parser.error(f"--sides: {', '.join(sorted(unknown))} is not dev or sealed")
     args.workdir.mkdir(parents=True, exist_ok=True)
-    global MODELS_TAG, EMBEDDING
+    global MODELS_TAG, EMBEDDING, WHOLE_CAPTURES
     MODELS_TAG = args.tag or code_tag()
     EMBEDDING = args.embedding
+    WHOLE_CAPTURES = args.whole_captures
     print(f"embedding: {EMBEDDING}; models under {args.workdir / 'models' / MODELS_TAG}")
     sides, bank_speakers = splits(args.workdir)
     check_disjoint(sides, bank_speakers)
