@@ -57,6 +57,7 @@ DEFAULT_HOLD_OTHERS_S = 0.0
 DEFAULT_STRIDE = 1
 DEFAULT_CLIP_PADDING_SAMPLES = 8000
 DEFAULT_VERIFIER_END_S = 1.0
+SPEECH_CHECK_METHOD = "yamnet-speech"  # YAMNet's class 0, "Speech", in the audio before a detection
 DEFAULT_VERIFIER_RATIO = 1.0  # bundles before the ratio test: merely the nearest class
 
 # Bounds of every number: wide enough for any model the trainer makes, narrow enough that
@@ -207,6 +208,20 @@ class VerifierSection:
 
 
 @dataclass(frozen=True)
+class SpeechCheckSection:
+    """A word must be speech (:mod:`hark.speechcheck`): YAMNet's "Speech" score in the ``lookback_s``
+    before a detection must reach ``threshold``, or the detection is turned away."""
+
+    file: str
+    threshold: float
+    lookback_s: float
+    method: str = SPEECH_CHECK_METHOD
+
+    def to_json(self) -> dict[str, Any]:
+        return {"method": self.method, "file": self.file, "threshold": self.threshold, "lookback_s": self.lookback_s}
+
+
+@dataclass(frozen=True)
 class Manifest:
     """Everything ``manifest.json`` says. ``metrics`` and ``dataset`` are the trainer's record for
     people (the report, ``hark train``'s summary): JSON objects the device never decides by."""
@@ -219,6 +234,7 @@ class Manifest:
     detection: DetectionSpec
     classify: ClassifySpec | None = None
     verifier: VerifierSection | None = None
+    speech_check: SpeechCheckSection | None = None
     files: Mapping[str, str] = field(default_factory=dict)  # path in the bundle -> sha256
     base_hashes: Mapping[str, str] = field(default_factory=dict)
     created: str = ""
@@ -258,6 +274,8 @@ class Manifest:
             out["classify"] = self.classify.to_json()
         if self.verifier is not None:
             out["verifier"] = self.verifier.to_json()
+        if self.speech_check is not None:
+            out["speech_check"] = self.speech_check.to_json()
         out.update(base_hashes=dict(self.base_hashes), metrics=dict(self.metrics), dataset=dict(self.dataset),
                    files=dict(self.files))
         return out
@@ -555,6 +573,20 @@ def _verifier(reader: _Reader, classes: Sequence[str], method: str) -> VerifierS
     )
 
 
+def _speech_check(reader: _Reader, files: Mapping[str, str]) -> SpeechCheckSection | None:
+    if not reader.has("speech_check"):
+        return None
+    sc = reader.section("speech_check")
+    method = sc.text("method")
+    if method != SPEECH_CHECK_METHOD:
+        raise sc.fail("method", f"unknown method {method!r}, this hark knows {SPEECH_CHECK_METHOD!r}")
+    name = sc.text("file")
+    if name != f"{BASE_DIR}/yamnet.tflite" or name not in files:
+        raise sc.fail("file", f"{name!r}: expected {BASE_DIR}/yamnet.tflite, listed in files with its sha256")
+    return SpeechCheckSection(file=name, method=method, threshold=sc.number("threshold", low=0.0, high=1.0),
+                              lookback_s=sc.number("lookback_s", low=0.975, high=5.0))
+
+
 def _hashes(reader: _Reader, key: str, *, default: Any = ...) -> dict[str, str]:
     value = reader.mapping(key, default)
     if len(value) > MAX_FILES:
@@ -608,6 +640,7 @@ def parse_manifest(data: Any, *, where: Path | str = MANIFEST) -> Manifest:
         detection=_detection(top, classes),
         classify=_classify(top, classes),
         verifier=verifier,
+        speech_check=_speech_check(top, files),
         base_hashes=_hashes(top, "base_hashes", default={}),
         metrics=top.mapping("metrics", {}) if top.has("metrics") else {},
         dataset=top.mapping("dataset", {}) if top.has("dataset") else {},

@@ -40,6 +40,7 @@ from hark import SAMPLE_RATE
 from hark.activity import HOP, ActivityGate, GateSettings, hold_samples
 from hark.detector import Detection, Detector, DetectorSettings
 from hark.model import Model
+from hark.speechcheck import SpeechCheck
 from hark.verifier import Verifier
 
 
@@ -71,8 +72,11 @@ class Pipeline:
         self.frontend = model.new_frontend()
         spec = model.verifier_spec if verify else None
         self.verifier = Verifier(spec, hop_samples=self.frontend.hop_samples) if spec is not None else None
-        self.detector = Detector(model.labels, self.settings,
-                                 confirm=self.verifier.confirm if self.verifier is not None else None)
+        check = model.manifest.speech_check if verify else None
+        self.speech_check = SpeechCheck(model.bundle.files[check.file], threshold=check.threshold,
+                                        lookback_s=check.lookback_s) if check is not None else None
+        confirm = self._confirm if self.verifier is not None or self.speech_check is not None else None
+        self.detector = Detector(model.labels, self.settings, confirm=confirm)
         self.window = model.window
         self.stride = model.stride
         self.hop = self.frontend.hop_samples
@@ -113,6 +117,8 @@ class Pipeline:
         self._pushed = 0  # stream sample up to which audio went into the frontend (when running)
         self._recent = np.zeros(0, dtype=np.float32)
         self._recent_start = 0  # stream sample of self._recent[0]
+        self._deciding_end = 0  # stream sample where the window being decided ends
+        self._speech: tuple[int, bool] | None = None  # the speech check's answer for that moment
 
     @property
     def time_s(self) -> float:
@@ -235,6 +241,7 @@ class Pipeline:
                 self._verified = index
             scores = self.model.head(self._window_features(index))[0]
             self.head_runs += 1
+            self._deciding_end = self.feature_end(index)
             out += self.detector.update(scores, self.feature_end(index) / SAMPLE_RATE)
         return out
 
@@ -243,7 +250,21 @@ class Pipeline:
         self.gated_windows += 1
         if self._running and self._last_index < index - self.window:
             self._running = False  # the features kept are too old to continue from
+        self._deciding_end = self.feature_end(index)
         return self.detector.update(self._silence, self.feature_end(index) / SAMPLE_RATE)
+
+    def _confirm(self, label: str) -> bool:
+        """The detector's second opinion on ``label`` at the window being decided: the verifier's
+        templates, then (for a keyword model) whether the audio before it is speech at all."""
+        if self.verifier is not None and not self.verifier.confirm(label):
+            return False
+        if self.speech_check is None:
+            return True
+        end = self._deciding_end
+        if self._speech is None or self._speech[0] != end:  # one answer per moment, whichever class asks
+            start = max(0, end - self.speech_check.lookback - self._recent_start)
+            self._speech = (end, self.speech_check.passes(self._recent[start:end - self._recent_start]))
+        return self._speech[1]
 
     def run(self, chunks: Any) -> list[Detection]:
         """Every detection of an iterable of chunks, flushed at the end (``hark detect``)."""

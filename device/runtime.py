@@ -48,17 +48,23 @@ def interpreter_class() -> Any:
 
 
 def load_interpreter(
-    model: Path | bytes, *, num_threads: int = 1, preserve_all_tensors: bool = False
+    model: Path | bytes, *, num_threads: int = 1, preserve_all_tensors: bool = False, xnnpack: bool = True
 ) -> Any:
     """An interpreter for a model file or the model's bytes, not yet allocated.
 
     One thread by default: the daemon shares a small CPU with everything else on the Pi,
-    and single-threaded inference is what the cost benchmark measures.
+    and single-threaded inference is what the cost benchmark measures. ``xnnpack=False`` runs the
+    built-in kernels on the file's own weights: slower, but without XNNPACK's packed copy of them,
+    for a network run a few times an hour.
     """
     cls = interpreter_class()
     kwargs: dict[str, Any] = {"num_threads": num_threads}
     if preserve_all_tensors:
         kwargs["experimental_preserve_all_tensors"] = True
+    if not xnnpack:
+        resolver = getattr(sys.modules[cls.__module__], "OpResolverType", None)
+        if resolver is not None:
+            kwargs["experimental_op_resolver_type"] = resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES
     source = {"model_content": model} if isinstance(model, bytes) else {"model_path": str(model)}
     with warnings.catch_warnings():
         # ai-edge-litert warns that keeping every tensor is for debugging; YAMNet's embedding is an

@@ -205,6 +205,17 @@ def test_check_fails_where_run_would_fail_mid_stream(bundle: Path, tmp_path: Pat
     (lambda m: m["files"].__setitem__("../../etc/passwd", "0" * 64), "files.../../etc/passwd: points outside"),
     (lambda m: m["files"].__setitem__("head.tflite", "abc"), "files.head.tflite: expected a sha256"),
     (lambda m: m.__setitem__("format_version", 2), "format version 2, this hark reads version 1"),
+    (lambda m: m.__setitem__("speech_check", {"method": "vad", "file": "base/yamnet.tflite", "threshold": 0.1,
+                                              "lookback_s": 2.0}), "speech_check.method: unknown method 'vad'"),
+    (lambda m: m.__setitem__("speech_check", {"method": "yamnet-speech", "file": "head.tflite", "threshold": 0.1,
+                                              "lookback_s": 2.0}), "speech_check.file: 'head.tflite': expected base/"),
+    (lambda m: m.__setitem__("speech_check", {"method": "yamnet-speech", "file": "base/yamnet.tflite",
+                                              "threshold": 0.1, "lookback_s": 2.0}),
+     "speech_check.file: 'base/yamnet.tflite': expected base/yamnet.tflite, listed in files"),
+    (lambda m: (m["files"].__setitem__("base/yamnet.tflite", "0" * 64),
+                m.__setitem__("speech_check", {"method": "yamnet-speech", "file": "base/yamnet.tflite",
+                                               "threshold": 2, "lookback_s": 2.0})),
+     "speech_check.threshold: 2 is out of range"),
 ])
 def test_every_key_is_checked_and_named(bundle: Path, change: Callable[[dict[str, Any]], object],
                                         message: str) -> None:
