@@ -209,16 +209,19 @@ class VerifierSection:
 
 @dataclass(frozen=True)
 class SpeechCheckSection:
-    """A word must be speech (:mod:`hark.speechcheck`): YAMNet's "Speech" score in the ``lookback_s``
-    before a detection must reach ``threshold``, or the detection is turned away."""
+    """A word must be speech (:mod:`hark.speechcheck`): for a detection of one of ``classes`` (those
+    whose own clips are speech), YAMNet's "Speech" score in the ``lookback_s`` before it must reach
+    ``threshold``, or the detection is turned away."""
 
     file: str
     threshold: float
     lookback_s: float
+    classes: tuple[str, ...]
     method: str = SPEECH_CHECK_METHOD
 
     def to_json(self) -> dict[str, Any]:
-        return {"method": self.method, "file": self.file, "threshold": self.threshold, "lookback_s": self.lookback_s}
+        return {"method": self.method, "file": self.file, "threshold": self.threshold, "lookback_s": self.lookback_s,
+                "classes": list(self.classes)}
 
 
 @dataclass(frozen=True)
@@ -573,18 +576,24 @@ def _verifier(reader: _Reader, classes: Sequence[str], method: str) -> VerifierS
     )
 
 
-def _speech_check(reader: _Reader, files: Mapping[str, str]) -> SpeechCheckSection | None:
+def _speech_check(reader: _Reader, files: Mapping[str, str], classes: Sequence[str]) -> SpeechCheckSection | None:
     if not reader.has("speech_check"):
         return None
     sc = reader.section("speech_check")
     method = sc.text("method")
     if method != SPEECH_CHECK_METHOD:
         raise sc.fail("method", f"unknown method {method!r}, this hark knows {SPEECH_CHECK_METHOD!r}")
-    name = sc.text("file")
-    if name != f"{BASE_DIR}/yamnet.tflite" or name not in files:
-        raise sc.fail("file", f"{name!r}: expected {BASE_DIR}/yamnet.tflite, listed in files with its sha256")
-    return SpeechCheckSection(file=name, method=method, threshold=sc.number("threshold", low=0.0, high=1.0),
-                              lookback_s=sc.number("lookback_s", low=0.975, high=5.0))
+    name_of_file = sc.text("file")
+    if name_of_file != f"{BASE_DIR}/yamnet.tflite" or name_of_file not in files:
+        raise sc.fail("file", f"{name_of_file!r}: expected {BASE_DIR}/yamnet.tflite, listed in files with its sha256")
+    checked = sc.raw("classes")
+    if not isinstance(checked, list) or not checked or len(checked) > len(classes):
+        raise sc.fail("classes", "expected a non-empty list of the model's classes")
+    for i, name in enumerate(checked):
+        if name not in classes or checked.index(name) != i:
+            raise sc.fail(f"classes[{i}]", f"{str(name)[:40]!r} is not a class of this model, or listed twice")
+    return SpeechCheckSection(file=name_of_file, method=method, threshold=sc.number("threshold", low=0.0, high=1.0),
+                              lookback_s=sc.number("lookback_s", low=0.975, high=5.0), classes=tuple(checked))
 
 
 def _hashes(reader: _Reader, key: str, *, default: Any = ...) -> dict[str, str]:
@@ -640,7 +649,7 @@ def parse_manifest(data: Any, *, where: Path | str = MANIFEST) -> Manifest:
         detection=_detection(top, classes),
         classify=_classify(top, classes),
         verifier=verifier,
-        speech_check=_speech_check(top, files),
+        speech_check=_speech_check(top, files, classes),
         base_hashes=_hashes(top, "base_hashes", default={}),
         metrics=top.mapping("metrics", {}) if top.has("metrics") else {},
         dataset=top.mapping("dataset", {}) if top.has("dataset") else {},

@@ -75,6 +75,7 @@ class Pipeline:
         check = model.manifest.speech_check if verify else None
         self.speech_check = SpeechCheck(model.bundle.files[check.file], threshold=check.threshold,
                                         lookback_s=check.lookback_s) if check is not None else None
+        self.speech_classes = frozenset(check.classes) if check is not None else frozenset()
         confirm = self._confirm if self.verifier is not None or self.speech_check is not None else None
         self.detector = Detector(model.labels, self.settings, confirm=confirm)
         self.window = model.window
@@ -258,7 +259,7 @@ class Pipeline:
         templates, then (for a keyword model) whether the audio before it is speech at all."""
         if self.verifier is not None and not self.verifier.confirm(label):
             return False
-        if self.speech_check is None:
+        if self.speech_check is None or label not in self.speech_classes:
             return True
         end = self._deciding_end
         if self._speech is None or self._speech[0] != end:  # one answer per moment, whichever class asks

@@ -82,6 +82,23 @@ HARD_WEIGHT = 2.0  # bank windows the first fit scored high, added again
 # (docs/quality.md: chosen on the dev side).
 SPEECH_CHECK_FILE = "yamnet.tflite"
 SPEECH_CHECK_THRESHOLD = 0.1
+# A class is checked when this share of its own clips reach the threshold: its sound is speech.
+SPEECH_CLASS_SHARE = 0.9
+
+
+def spoken_classes(dataset: Dataset, yamnet: Path) -> list[str]:
+    """The classes whose clips are speech by the speech check's own measure (``SPEECH_CLASS_SHARE`` of
+    them reach ``SPEECH_CHECK_THRESHOLD``): only their detections are checked for speech."""
+    from hark.speechcheck import SpeechCheck
+
+    check = SpeechCheck(yamnet, threshold=SPEECH_CHECK_THRESHOLD, lookback_s=5.0)
+    spoken = []
+    for label in dataset.labels:
+        clips = dataset.usable(label)
+        passed = sum(check.score(c.samples) >= SPEECH_CHECK_THRESHOLD for c in clips)
+        if clips and passed >= SPEECH_CLASS_SHARE * len(clips):
+            spoken.append(label)
+    return spoken
 
 
 @dataclass
@@ -597,9 +614,15 @@ def train(dataset_path: str | Path, output: str | Path, options: TrainOptions = 
     say(f"hark: base {base} ({why})")
     recipe = F.RECIPES[base]
     base_files = fetch_base(base)
+    speech_classes: list[str] = []
     if base == "speech" and options.verifier:
-        # The speech check's network (hark.speechcheck) goes into the bundle with the base.
-        base_files = {**base_files, SPEECH_CHECK_FILE: fetch(SPEECH_CHECK_FILE)}
+        # The speech check (hark.speechcheck) is for the classes whose own clips are speech; its network
+        # goes into the bundle with the base only if there are any (a clap trained on words' base is not).
+        yamnet = fetch(SPEECH_CHECK_FILE)
+        speech_classes = spoken_classes(dataset, yamnet)
+        if speech_classes:
+            base_files = {**base_files, SPEECH_CHECK_FILE: yamnet}
+        say(f"hark: speech check for {', '.join(speech_classes) or 'no class (no class of clips is speech)'}")
     with tempfile.TemporaryDirectory(prefix="hark-train-") as scratch:
         embedding = None
         if base == "speech" and options.embedding != "float":
@@ -608,7 +631,7 @@ def train(dataset_path: str | Path, output: str | Path, options: TrainOptions = 
                           embedding.path.name: embedding.path}
         fe = build_frontend({**recipe.frontend_params, "embedding": "int8" if embedding else "float"}, base_files)
         return _train(dataset, output, options, base=base, why=why, recipe=recipe, base_files=base_files, fe=fe,
-                      embedding=embedding, started=started, say=say)
+                      embedding=embedding, started=started, say=say, speech_classes=speech_classes)
 
 
 def make_embedding(dataset: Dataset, base_files: dict[str, Path], folder: Path, *,
@@ -629,7 +652,8 @@ def make_embedding(dataset: Dataset, base_files: dict[str, Path], folder: Path, 
 
 def _train(dataset: Dataset, output: Path, options: TrainOptions, *, base: str, why: str, recipe: F.Recipe,
            base_files: dict[str, Path], fe: Frontend, embedding: Any, started: float,
-           say: Callable[[str], None]) -> Manifest:
+           say: Callable[[str], None], speech_classes: list[str] | None = None) -> Manifest:
+    speech_classes = speech_classes or []
     labels = [BACKGROUND, *dataset.labels]
     rng = np.random.default_rng(options.seed)
     train_split, val_split, counts = build_examples(dataset, labels, recipe, fe, rng, options.progress)
@@ -758,8 +782,7 @@ def _train(dataset: Dataset, output: Path, options: TrainOptions, *, base: str, 
         verifier=verifier.manifest_block() if verifier is not None else None,
         # A word must be speech: looked for over what the head heard, the window before the detection.
         speech_check=SpeechCheckSection(file=f"{BASE_DIR}/{SPEECH_CHECK_FILE}", threshold=SPEECH_CHECK_THRESHOLD,
-                                        lookback_s=span_s) if SPEECH_CHECK_FILE in base_files and base == "speech"
-        else None,
+                                        lookback_s=span_s, classes=tuple(speech_classes)) if speech_classes else None,
         # The pinned files the bundle's base came from (an int8 embedding: the float file it was made from).
         base_hashes={name: BASE_FILES[name].sha256 for name in BASES[base]},
         metrics={

@@ -186,6 +186,10 @@ def test_check_fails_where_run_would_fail_mid_stream(bundle: Path, tmp_path: Pat
 # ----------------------------------------------------------------- further bounds and agreements
 
 
+SPEECH_CHECK = {"method": "yamnet-speech", "file": "base/yamnet.tflite", "threshold": 0.1, "lookback_s": 2.0,
+                "classes": ["beep"]}
+
+
 @pytest.mark.parametrize(("change", "message"), [
     (lambda m: m.__setitem__("labels", ["beep", "chirp", "background"]), "labels: the first label must be"),
     (lambda m: m.__setitem__("labels", ["background", "beep", "beep"]), "labels: a label is listed twice"),
@@ -205,16 +209,20 @@ def test_check_fails_where_run_would_fail_mid_stream(bundle: Path, tmp_path: Pat
     (lambda m: m["files"].__setitem__("../../etc/passwd", "0" * 64), "files.../../etc/passwd: points outside"),
     (lambda m: m["files"].__setitem__("head.tflite", "abc"), "files.head.tflite: expected a sha256"),
     (lambda m: m.__setitem__("format_version", 2), "format version 2, this hark reads version 1"),
-    (lambda m: m.__setitem__("speech_check", {"method": "vad", "file": "base/yamnet.tflite", "threshold": 0.1,
-                                              "lookback_s": 2.0}), "speech_check.method: unknown method 'vad'"),
-    (lambda m: m.__setitem__("speech_check", {"method": "yamnet-speech", "file": "head.tflite", "threshold": 0.1,
-                                              "lookback_s": 2.0}), "speech_check.file: 'head.tflite': expected base/"),
+    (lambda m: m.__setitem__("speech_check", {**SPEECH_CHECK, "method": "vad"}),
+     "speech_check.method: unknown method 'vad'"),
+    (lambda m: m.__setitem__("speech_check", {**SPEECH_CHECK, "file": "head.tflite"}),
+     "speech_check.file: 'head.tflite': expected base/"),
     (lambda m: m.__setitem__("speech_check", {"method": "yamnet-speech", "file": "base/yamnet.tflite",
-                                              "threshold": 0.1, "lookback_s": 2.0}),
+                                              "threshold": 0.1, "lookback_s": 2.0, "classes": ["beep"]}),
      "speech_check.file: 'base/yamnet.tflite': expected base/yamnet.tflite, listed in files"),
     (lambda m: (m["files"].__setitem__("base/yamnet.tflite", "0" * 64),
                 m.__setitem__("speech_check", {"method": "yamnet-speech", "file": "base/yamnet.tflite",
-                                               "threshold": 2, "lookback_s": 2.0})),
+                                               "threshold": 0.1, "lookback_s": 2.0, "classes": ["meow"]})),
+     "speech_check.classes[0]: 'meow' is not a class of this model"),
+    (lambda m: (m["files"].__setitem__("base/yamnet.tflite", "0" * 64),
+                m.__setitem__("speech_check", {"method": "yamnet-speech", "file": "base/yamnet.tflite",
+                                               "threshold": 2, "lookback_s": 2.0, "classes": ["beep"]})),
      "speech_check.threshold: 2 is out of range"),
 ])
 def test_every_key_is_checked_and_named(bundle: Path, change: Callable[[dict[str, Any]], object],

@@ -42,13 +42,14 @@ def test_speech_passes_and_a_tone_or_noise_does_not(yamnet: Path, shared_dir: Pa
     assert check.score(spoken[: SR // 2]) >= 0.0  # shorter than a window: padded, not refused
 
 
-def with_speech_check(bundle: Path, target: Path, yamnet: Path) -> Path:
+def with_speech_check(bundle: Path, target: Path, yamnet: Path, classes: tuple[str, ...] = ("beep", "chirp")) -> Path:
     """``bundle`` copied with the speech check a keyword model's trainer adds."""
     out = Path(shutil.copytree(bundle, target))
     shutil.copyfile(yamnet, out / "base" / "yamnet.tflite")
     manifest = json.loads((out / "manifest.json").read_text())
     manifest["files"]["base/yamnet.tflite"] = hashlib.sha256((out / "base" / "yamnet.tflite").read_bytes()).hexdigest()
-    manifest["speech_check"] = SpeechCheckSection(file="base/yamnet.tflite", threshold=0.1, lookback_s=2.0).to_json()
+    manifest["speech_check"] = SpeechCheckSection(file="base/yamnet.tflite", threshold=0.1, lookback_s=2.0,
+                                                  classes=tuple(classes)).to_json()
     (out / "manifest.json").write_text(json.dumps(manifest))
     return out
 
@@ -62,6 +63,14 @@ def test_a_detection_without_speech_is_turned_away(speech_tone_bundle: Path, yam
     assert len(unchecked.run(iter([audio]))) == len(EVENTS)
     assert checked.run(iter([audio])) == []
     assert checked.speech_check.runs >= len(EVENTS) and checked.speech_check.turned_away == checked.speech_check.runs
+
+
+def test_only_the_classes_of_spoken_clips_are_checked(speech_tone_bundle: Path, yamnet: Path, tmp_path: Path) -> None:
+    """A model may hold words and other sounds: the check applies to the classes the trainer found spoken."""
+    model = Model.load(with_speech_check(speech_tone_bundle, tmp_path / "model", yamnet, classes=("chirp",)))
+    audio = sf.read(write_stream(tmp_path / "stream.wav", EVENTS, seconds=10.0, seed=3), dtype="float32")[0]
+    found = Pipeline(model).run(iter([audio]))
+    assert [d.label for d in found] == ["beep", "beep"]
 
 
 def test_a_bundle_without_the_check_runs_as_before(speech_tone_bundle: Path) -> None:

@@ -104,3 +104,17 @@ def test_the_warm_up_is_for_few_held_back_clips():
     assert warmup_epochs([1, 1, 2, 2], 3) == WARMUP_EPOCHS  # 8 clips a class: two held back
     assert warmup_epochs([1] * 8 + [2] * 3, 3) == WARMUP_EPOCHS  # the class with fewest decides
     assert warmup_epochs([1] * 8 + [2] * 8, 3) == 0  # 30 clips a class: validation is trusted
+
+
+def test_the_speech_check_is_for_the_classes_whose_clips_are_speech(tmp_path: Path, shared_dir: Path) -> None:
+    """A keyword is checked for speech; a tone (or a clap) trained on the same base is not."""
+    from hark.trainer.train import spoken_classes
+
+    data = write_dataset(tmp_path / "data", per_class=8, background_s=10.0)
+    words = sorted((shared_dir / "data" / "real" / "keywords" / "jarvis").glob("*.flac"))[:8]
+    (data / "jarvis").mkdir()
+    for clip in words:
+        (data / "jarvis" / clip.name).symlink_to(clip)
+    dataset = check_dataset(data, warn=lambda m: None)
+    assert dataset.labels == ["beep", "chirp", "jarvis"]
+    assert spoken_classes(dataset, shared_dir / "models" / "yamnet.tflite") == ["jarvis"]
