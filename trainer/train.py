@@ -134,6 +134,7 @@ class TrainOptions:
     progress: bool = True
     false_alarms_per_hour: float = 1.0
     verifier: bool = True
+    speech_check: bool = False  # --speech-check (hark.speechcheck): an option, see docs/quality.md
     # The speech base's embedding: the pretrained float file or an int8 copy made here (:mod:`hark.trainer.quantize`).
     embedding: str = DEFAULT_TRAIN_EMBEDDING
     heads: int = 1  # members averaged into the one head file
@@ -615,7 +616,7 @@ def train(dataset_path: str | Path, output: str | Path, options: TrainOptions = 
     recipe = F.RECIPES[base]
     base_files = fetch_base(base)
     speech_classes: list[str] = []
-    if base == "speech" and options.verifier:
+    if base == "speech" and options.verifier and options.speech_check:
         # The speech check (hark.speechcheck) is for the classes whose own clips are speech; its network
         # goes into the bundle with the base only if there are any (a clap trained on words' base is not).
         yamnet = fetch(SPEECH_CHECK_FILE)
@@ -889,7 +890,8 @@ def main(args: argparse.Namespace) -> int:
                         "use it with --base speech or auto")
     options = TrainOptions(base=args.base, seed=args.seed, report=not args.no_report,
                            negatives=not args.no_negatives, false_alarms_per_hour=args.false_alarms_per_hour,
-                           verifier=not args.no_verifier, heads=args.heads, embedding=embedding)
+                           verifier=not args.no_verifier, heads=args.heads, embedding=embedding,
+                           speech_check=args.speech_check)
     manifest = train(args.dataset, args.output, options)
     for line in summary_lines(manifest, Path(args.output)):
         print(line)

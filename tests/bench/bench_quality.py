@@ -232,6 +232,7 @@ def draw(pool: dict[str, list[Path]], words: Iterable[str], per_class: int, seed
 
 EMBEDDING = "float"  # --embedding: the speech base's embedding every training here uses
 WHOLE_CAPTURES = False  # --whole-captures: retrain on reviewed captures without their detection times
+SPEECH_CHECK = False  # --speech-check: train with hark train --speech-check (keep the models apart with --tag)
 
 
 def train_model(work: Path, name: str, clips: dict[str, list[Path]], background: list[Path], *, base: str,
@@ -253,7 +254,7 @@ def train_model(work: Path, name: str, clips: dict[str, list[Path]], background:
         link(data / "_background_noise_", background)
         started = time.monotonic()
         train(data, model, TrainOptions(base=base, seed=seed, report=False, progress=False, heads=heads,
-                                        embedding=EMBEDDING))
+                                        embedding=EMBEDDING, speech_check=SPEECH_CHECK))
         return model, time.monotonic() - started
 
 
@@ -636,6 +637,8 @@ def main() -> int:
                         help="the speech base's embedding to train with (keep the models apart with --tag)")
     parser.add_argument("--right-max", type=int, default=None, metavar="N",
                         help="review: retrain on at most N right captures per class (all wrong ones are kept)")
+    parser.add_argument("--speech-check", action="store_true",
+                        help="train with hark train --speech-check (keep the models apart with --tag)")
     parser.add_argument("--whole-captures", action="store_true",
                         help="review: retrain on whole captures, without where their detections fired")
     parser.add_argument("--workdir", type=Path, default=Path("build/bench/quality"))
@@ -647,10 +650,11 @@ def main() -> int:
     if unknown:
         parser.error(f"--sides: {', '.join(sorted(unknown))} is not dev or sealed")
     args.workdir.mkdir(parents=True, exist_ok=True)
-    global MODELS_TAG, EMBEDDING, WHOLE_CAPTURES
+    global MODELS_TAG, EMBEDDING, WHOLE_CAPTURES, SPEECH_CHECK
     MODELS_TAG = args.tag or code_tag()
     EMBEDDING = args.embedding
     WHOLE_CAPTURES = args.whole_captures
+    SPEECH_CHECK = args.speech_check
     print(f"embedding: {EMBEDDING}; models under {args.workdir / 'models' / MODELS_TAG}")
     sides, bank_speakers = splits(args.workdir)
     check_disjoint(sides, bank_speakers)
