@@ -13,9 +13,9 @@ model (its ``vad_threshold``). YAMNet is the network hark already pins for sound
 it in the bundle with this check's settings (the manifest's ``speech_check``).
 
 It costs nothing while nothing is detected: the network is loaded at the first candidate
-detection, with the built-in kernels on the file's own weights (about 8 MB at the peak, instead of
-the 13 MB XNNPACK's packed copy would add), and run on 4 windows of 0.975 s (about 20 ms on a
-desktop core) at each candidate.
+detection, with the built-in kernels on the file's own weights (8 MB at the peak; XNNPACK's packed
+copy of them would add about 4 MB more), and run on 4 windows of 0.975 s (about 20 ms on a desktop
+core) at each candidate.
 """
 
 from __future__ import annotations
