@@ -546,13 +546,21 @@ def _classify(reader: _Reader, classes: Sequence[str]) -> ClassifySpec | None:
     return ClassifySpec(thresholds=thresholds, expected_recall=recall)
 
 
-def _verifier(reader: _Reader, classes: Sequence[str], method: str) -> VerifierSection | None:
-    if not reader.has("verifier"):
+def _section_of_method(reader: _Reader, key: str, method: str) -> _Reader | None:
+    """The optional section ``key``, whose ``method`` must be the one this hark knows."""
+    if not reader.has(key):
         return None
-    vf = reader.section("verifier")
-    found = vf.text("method")
+    section = reader.section(key)
+    found = section.text("method")
     if found != method:
-        raise vf.fail("method", f"unknown method {found!r}, this hark knows {method!r}")
+        raise section.fail("method", f"unknown method {found!r}, this hark knows {method!r}")
+    return section
+
+
+def _verifier(reader: _Reader, classes: Sequence[str], method: str) -> VerifierSection | None:
+    vf = _section_of_method(reader, "verifier", method)
+    if vf is None:
+        return None
     counts = vf.mapping("templates")
     templates = {}
     for name, count in counts.items():
@@ -568,7 +576,7 @@ def _verifier(reader: _Reader, classes: Sequence[str], method: str) -> VerifierS
                                   fail=lambda p, n=name: vf.fail(f"max_distance.{n}", p)) for name, v in limits.items()}
     region_s = vf.number("region_s", low=0.1, high=10.0)
     return VerifierSection(
-        file=vf.text("file"), method=found, region_s=region_s,
+        file=vf.text("file"), method=method, region_s=region_s,
         end_s=vf.number("end_s", DEFAULT_VERIFIER_END_S, low=0.01, high=region_s),
         nearest=vf.integer("nearest", low=1, high=MAX_NEAREST),
         ratio=vf.number("ratio", DEFAULT_VERIFIER_RATIO, low=0.0, high=1.0, low_open=True),
@@ -577,12 +585,9 @@ def _verifier(reader: _Reader, classes: Sequence[str], method: str) -> VerifierS
 
 
 def _speech_check(reader: _Reader, files: Mapping[str, str], classes: Sequence[str]) -> SpeechCheckSection | None:
-    if not reader.has("speech_check"):
+    sc = _section_of_method(reader, "speech_check", SPEECH_CHECK_METHOD)
+    if sc is None:
         return None
-    sc = reader.section("speech_check")
-    method = sc.text("method")
-    if method != SPEECH_CHECK_METHOD:
-        raise sc.fail("method", f"unknown method {method!r}, this hark knows {SPEECH_CHECK_METHOD!r}")
     name_of_file = sc.text("file")
     if name_of_file != f"{BASE_DIR}/yamnet.tflite" or name_of_file not in files:
         raise sc.fail("file", f"{name_of_file!r}: expected {BASE_DIR}/yamnet.tflite, listed in files with its sha256")
@@ -592,7 +597,8 @@ def _speech_check(reader: _Reader, files: Mapping[str, str], classes: Sequence[s
     for i, name in enumerate(checked):
         if name not in classes or checked.index(name) != i:
             raise sc.fail(f"classes[{i}]", f"{str(name)[:40]!r} is not a class of this model, or listed twice")
-    return SpeechCheckSection(file=name_of_file, method=method, threshold=sc.number("threshold", low=0.0, high=1.0),
+    return SpeechCheckSection(file=name_of_file, method=SPEECH_CHECK_METHOD,
+                              threshold=sc.number("threshold", low=0.0, high=1.0),
                               lookback_s=sc.number("lookback_s", low=0.975, high=5.0), classes=tuple(checked))
 
 
