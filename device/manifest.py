@@ -57,8 +57,8 @@ DEFAULT_HOLD_OTHERS_S = 0.0
 DEFAULT_STRIDE = 1
 DEFAULT_CLIP_PADDING_SAMPLES = 8000
 DEFAULT_VERIFIER_END_S = 1.0
-SPEECH_CHECK_METHOD = "yamnet-speech"  # YAMNet's class 0, "Speech", in the audio before a detection
 DEFAULT_VERIFIER_RATIO = 1.0  # bundles before the ratio test: merely the nearest class
+SPEECH_CHECK_METHOD = "yamnet-speech"  # YAMNet's class 0, "Speech", in the audio before a detection
 
 # Bounds of every number: wide enough for any model the trainer makes, narrow enough that
 # nothing derived from them (buffers, filter banks, loops) can exhaust a Pi's memory.

@@ -242,8 +242,7 @@ class Pipeline:
                 self._verified = index
             scores = self.model.head(self._window_features(index))[0]
             self.head_runs += 1
-            self._deciding_end = self.feature_end(index)
-            out += self.detector.update(scores, self.feature_end(index) / SAMPLE_RATE)
+            out += self._decide_window(scores, index)
         return out
 
     def _skip_window(self, index: int) -> list[Detection]:
@@ -251,8 +250,13 @@ class Pipeline:
         self.gated_windows += 1
         if self._running and self._last_index < index - self.window:
             self._running = False  # the features kept are too old to continue from
+        return self._decide_window(self._silence, index)
+
+    def _decide_window(self, scores: np.ndarray, index: int) -> list[Detection]:
+        """The detector's verdict on the window ending with stream feature ``index``; a second opinion it
+        asks for (:meth:`_confirm`) looks back from that window's end."""
         self._deciding_end = self.feature_end(index)
-        return self.detector.update(self._silence, self.feature_end(index) / SAMPLE_RATE)
+        return self.detector.update(scores, self._deciding_end / SAMPLE_RATE)
 
     def _confirm(self, label: str) -> bool:
         """The detector's second opinion on ``label`` at the window being decided: the verifier's

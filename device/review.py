@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from hark.clipfile import free_path, write_json
+from hark.dataset import RECORD_SUFFIX
 from hark.errors import HarkError
 from hark.labels import UNKNOWN_DIR, is_valid_label
 
@@ -139,7 +140,7 @@ def _keep_detection(capture: Capture, target: Path, verdict: Verdict) -> None:
     offset = capture.info.get("detection_offset_s")
     if isinstance(offset, bool) or not isinstance(offset, (int, float)) or not 0.0 <= offset <= 3600.0:
         return
-    record = target.with_suffix(".json")
+    record = target.with_suffix(RECORD_SUFFIX)
     if record.exists():
         log.warning("review: %s is there already; %s is filed without its detection time", record, target.name)
         return

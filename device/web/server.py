@@ -43,6 +43,7 @@ from aiohttp import WSMsgType, web
 
 from hark import SAMPLE_RATE, review
 from hark.config import WebConfig
+from hark.dataset import RECORD_SUFFIX
 from hark.errors import HarkError
 from hark.labels import BACKGROUND, BACKGROUND_DIR, UNKNOWN_DIR, check_label, is_valid_label
 from hark.web import STATIC_DIR, tls_context
@@ -566,7 +567,7 @@ class WebServer:
         if not path.is_file() or path.is_symlink():
             raise web.HTTPNotFound()
         await self._run(path.unlink)
-        record = path.with_suffix(".json")  # a reviewed capture's detection time (hark.dataset), gone with it
+        record = path.with_suffix(RECORD_SUFFIX)  # a reviewed capture's detection time (hark.dataset), gone with it
         if record.is_file() and not record.is_symlink():
             await self._run(record.unlink)
         log.info("web: deleted %s", path)
