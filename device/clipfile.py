@@ -122,6 +122,29 @@ def write_json(path: Path, document: dict[str, Any]) -> Path:
     return write_atomic(path, lambda f: f.write(data))
 
 
+MAX_SIDECAR_BYTES = 64 * 1024
+
+
+def read_sidecar(path: Path) -> dict[str, Any]:
+    """The JSON object in a small file written beside a clip (a capture's sidecar or record).
+
+    Its size is checked before it is read: such a file comes from a card someone may have filled
+    with anything. :class:`FileNotFoundError` when it is not there, :class:`ValueError` saying
+    what is wrong with it otherwise.
+    """
+    try:
+        if path.stat().st_size > MAX_SIDECAR_BYTES:
+            raise ValueError(f"larger than {MAX_SIDECAR_BYTES // 1024} KB")
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"not JSON ({type(err).__name__})") from None
+    if not isinstance(document, dict):
+        raise ValueError("not a JSON object")
+    return document
+
+
 def save_clip(folder: Path, samples: np.ndarray, *, stem: str | None = None,
               sample_rate: int = SAMPLE_RATE) -> Path:
     """Save ``samples`` as ``folder/<stem or timestamp>.wav`` (folder created), atomically; returns the path."""

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import math
 import sys
 from collections.abc import Callable
@@ -31,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from hark.audiofile import AUDIO_SUFFIXES, SAMPLE_RATE, audio_info, is_audio_path, read_audio
+from hark.clipfile import read_sidecar
 from hark.errors import AudioError, HarkError
 from hark.labels import BACKGROUND_DIR, UNKNOWN_DIR, check_label
 
@@ -47,7 +47,6 @@ SILENT_PEAK = 1e-3
 CAPTURE_SOUND_BEFORE_S = 1.3
 CAPTURE_SOUND_AFTER_S = 0.2
 RECORD_SUFFIX = ".json"
-MAX_RECORD_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True, eq=False)
@@ -133,14 +132,12 @@ def capture_detection_s(record: Path, duration_s: float) -> float | None:
     """The ``detection_offset_s`` of a capture's record (see the module's text), None when there is no
     record; :class:`HarkError` naming the record when it is there but says no usable offset."""
     try:
-        if record.stat().st_size > MAX_RECORD_BYTES:
-            raise HarkError(f"{record}: larger than {MAX_RECORD_BYTES // 1024} KB, not a capture's record")
-        document = json.loads(record.read_text(encoding="utf-8"))
+        document = read_sidecar(record)
     except FileNotFoundError:
         return None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise HarkError(f"{record}: not a capture's record ({type(err).__name__})") from None
-    value = document.get("detection_offset_s") if isinstance(document, dict) else None
+    except ValueError as err:
+        raise HarkError(f"{record}: not a capture's record: {err}") from None
+    value = document.get("detection_offset_s")
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
             or not 0.0 <= value <= duration_s:
         raise HarkError(f"{record}: detection_offset_s must be a number of seconds within the clip's "

@@ -35,7 +35,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
-from hark.clipfile import free_path, write_json
+from hark.clipfile import free_path, read_sidecar, write_json
 from hark.dataset import RECORD_SUFFIX
 from hark.errors import HarkError
 from hark.labels import UNKNOWN_DIR, is_valid_label
@@ -46,7 +46,6 @@ Verdict = Literal["right", "wrong", "delete"]
 VERDICTS: tuple[Verdict, ...] = ("right", "wrong", "delete")
 REVIEWED_LOG = "reviewed.jsonl"
 STEM_PATTERN = re.compile(r"[0-9A-Za-z][0-9A-Za-z_.-]{0,120}")
-MAX_SIDECAR_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -80,13 +79,11 @@ class Capture:
 
 
 def _read_sidecar(path: Path) -> dict[str, Any]:
+    """What a capture's sidecar says; nothing when it is missing or unusable (the audio is what counts)."""
     try:
-        if path.stat().st_size > MAX_SIDECAR_BYTES:
-            return {}
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return read_sidecar(path)
+    except (OSError, ValueError):
         return {}
-    return document if isinstance(document, dict) else {}
 
 
 def parse_id(capture_id: object) -> tuple[str, str]:

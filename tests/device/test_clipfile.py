@@ -11,7 +11,16 @@ import pytest
 import soundfile as sf
 
 from hark import clipfile
-from hark.clipfile import free_path, save_clip, timestamp, to_pcm16, write_json, write_wav
+from hark.clipfile import (
+    MAX_SIDECAR_BYTES,
+    free_path,
+    read_sidecar,
+    save_clip,
+    timestamp,
+    to_pcm16,
+    write_json,
+    write_wav,
+)
 
 
 def test_timestamps_are_unique_and_sortable_even_in_the_same_microsecond(monkeypatch):
@@ -85,3 +94,17 @@ def test_interrupted_write_keeps_the_old_file_whole(tmp_path):
         clipfile.write_atomic(path, crash)
     assert path.read_text() == '{\n  "a": 1\n}\n'
     assert os.listdir(tmp_path) == ["s.json"]
+
+
+def test_a_sidecar_is_read_back_and_a_bad_one_is_named_for_what_is_wrong(tmp_path):
+    good = write_json(tmp_path / "a.json", {"label": "up", "detection_offset_s": 1.5})
+    assert read_sidecar(good) == {"label": "up", "detection_offset_s": 1.5}
+    with pytest.raises(FileNotFoundError):
+        read_sidecar(tmp_path / "missing.json")
+    cases = {"list.json": (b"[1, 2]", "not a JSON object"), "text.json": (b"{oops", "not JSON"),
+             "latin1.json": (b'{"a": "\xe9"}', "not JSON"),
+             "huge.json": (b" " * (MAX_SIDECAR_BYTES + 1) + b"{}", "larger than 64 KB")}
+    for name, (data, why) in cases.items():
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(ValueError, match=why):
+            read_sidecar(tmp_path / name)
