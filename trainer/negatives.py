@@ -1,4 +1,4 @@
-"""The generic negative bank: many people saying other things, and everyday sounds.
+"""The generic negative bank: many people saying other things (and the sounds a user adds).
 
 A few clips of a word and some background do not tell a head what the word is *not*; without
 negatives it fires on "smart mirror" for "marvin". Every training adds windows from this bank

@@ -2,6 +2,7 @@
 
     nice -n 5 .venv/bin/python tests/bench/bench_quality.py [keywords] [esc] [--sides dev,sealed]
         [--seeds 5] [--minutes 15] [--workdir build/bench/quality] [--no-stream] [--embedding float|int8 --tag T]
+        [--bank-extra DIR[,DIR] --tag T]
     nice -n 5 .venv/bin/python tests/bench/bench_quality.py review [--right-max N] [--heads K] [--sets 3]
 
 Every source is split in code (:func:`splits`), reproducibly, with no file on both sides:
@@ -42,6 +43,9 @@ side's background as ``_background_noise_``. Each model is scored on:
   and both models are measured on stream B. ``--right-max N`` keeps at most N right captures a class.
   The retraining uses the part of each capture around its detection (the record ``hark review``
   files beside it); ``--whole-captures`` trains on the whole 2 s instead, as before that record.
+
+``--bank-extra`` adds folders of recordings to the negative bank of every keyword training (a candidate
+source for the default bank, measured against the same seeds without it).
 
 The dev side is for looking at while working; the sealed side is for reporting. Nothing is
 copied into the repository: streams, splits and links live in ``--workdir``.
@@ -411,7 +415,8 @@ def bench_keywords(args: argparse.Namespace, work: Path, sides: dict[str, Side],
             if index not in args.sets:
                 continue
             stream = None if args.no_stream else build_stream(work, side, words, index, args.minutes)
-            os.environ["HARK_NEGATIVES"] = os.pathsep.join(map(str, [bank, *tts_folders(work, args.tts, words)]))
+            os.environ["HARK_NEGATIVES"] = os.pathsep.join(map(str, [bank, *args.bank_extra,
+                                                                     *tts_folders(work, args.tts, words)]))
             tests = {w: side.test_pool[w] for w in KEYWORDS}
             for seed in seeds:
                 clips = draw(side.train_pool, words, 8, seed)
@@ -551,7 +556,8 @@ def bench_review(args: argparse.Namespace, work: Path, sides: dict[str, Side], b
                 continue
             stream_a = build_stream(work, a, words, index, REVIEW_MINUTES)
             stream_b = build_stream(work, b, words, index, REVIEW_MINUTES)
-            os.environ["HARK_NEGATIVES"] = os.pathsep.join(map(str, [bank, *tts_folders(work, args.tts, words)]))
+            os.environ["HARK_NEGATIVES"] = os.pathsep.join(map(str, [bank, *args.bank_extra,
+                                                                     *tts_folders(work, args.tts, words)]))
             for seed in seeds:
                 clips = draw(a.train_pool, words, 8, seed)
                 name = f"{side_name}_{'-'.join(words)}_s{seed}"
@@ -631,6 +637,8 @@ def main() -> int:
     parser.add_argument("--tag", help="models are kept under WORKDIR/models/TAG (default: the commit)")
     parser.add_argument("--tts", default=[], type=lambda s: [x for x in s.split(",") if x],
                         help="spoken words added to the negative bank: common, soundalike (comma-separated)")
+    parser.add_argument("--bank-extra", default=[], type=lambda s: [Path(x) for x in s.split(",") if x],
+                        metavar="DIR[,DIR]", help="keywords, review: folders of recordings added to the negative bank")
     parser.add_argument("--heads", type=int, default=1, help="heads averaged per training (hark train --heads)")
     parser.add_argument("--no-stream", action="store_true", help="keyword clips only")
     parser.add_argument("--embedding", choices=("float", "int8"), default="float",
