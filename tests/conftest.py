@@ -9,6 +9,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
+DEVICE_TESTS = ROOT / "tests" / "device"
 
 # Tests never download: the pinned base files are in ../shared/models (see ../shared/README.md).
 os.environ.setdefault("HARK_CACHE_DIR", str(SHARED / "models"))
@@ -27,3 +28,16 @@ def shared_dir() -> Path:
     if not SHARED.is_dir():
         pytest.skip(f"{SHARED} is not there (it sits beside the repository in CI)")
     return SHARED
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark what ``scripts/test`` selects by: ``device`` (tests/device) and ``browser`` (uses Chromium).
+
+    The device tests run in the device-only venv first; the full venv then runs what that venv
+    cannot, ``-m "not device or browser"``, rather than every device test a second time.
+    """
+    for item in items:
+        if DEVICE_TESTS in Path(str(item.path)).parents:
+            item.add_marker(pytest.mark.device)
+        if "browser" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.browser)
