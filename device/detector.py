@@ -176,7 +176,12 @@ class Detector:
         self._decide_at: float | None = None  # end of the open decision period
         self._candidates = np.zeros(len(self.classes), dtype=bool)
         self._peaks = np.zeros(len(self.classes))
-        self.last_scores: dict[str, float] = dict.fromkeys(self.labels, 0.0)
+        self._smooth = np.zeros(len(self.labels))
+
+    @property
+    def last_scores(self) -> dict[str, float]:
+        """The smoothed score of every label at the latest update (what the live views show)."""
+        return {label: float(v) for label, v in zip(self.labels, self._smooth)}
 
     @property
     def deciding(self) -> bool:
@@ -188,16 +193,16 @@ class Detector:
         self._recent[self._pos] = scores
         self._pos = (self._pos + 1) % self._history
         self._filled = min(self._filled + 1, self._history)
-        # Average each class over its own last ``smoothing`` outputs (fewer at the very start).
-        order = (self._pos - 1 - np.arange(self._history)) % self._history  # newest first
-        ordered = self._recent[order[: self._filled]]
-        cumulative = np.cumsum(ordered, axis=0)
-        smooth = np.empty(len(self.labels))
-        n_bg = min(self._filled, self._history)
-        smooth[:] = cumulative[n_bg - 1] / n_bg
-        counts = np.minimum(self._smoothing, self._filled)
-        smooth[self._class_index] = cumulative[counts - 1, self._class_index] / counts
-        self.last_scores = {label: float(smooth[i]) for i, label in enumerate(self.labels)}
+        if self._history == 1:  # no smoothing: the scores as they came (the trainer replays this a lot)
+            smooth = self._recent[0].copy()
+        else:
+            # Average each class over its own last ``smoothing`` outputs (fewer at the very start).
+            order = (self._pos - 1 - np.arange(self._history)) % self._history  # newest first
+            cumulative = np.cumsum(self._recent[order[: self._filled]], axis=0)
+            smooth = cumulative[self._filled - 1] / self._filled
+            counts = np.minimum(self._smoothing, self._filled)
+            smooth[self._class_index] = cumulative[counts - 1, self._class_index] / counts
+        self._smooth = smooth
         class_scores = smooth[self._class_index]
         above = class_scores >= self._thresholds
         self._armed |= ~above

@@ -62,6 +62,11 @@ keras = tf.keras
 layers = keras.layers
 
 
+# Training steps run per call into TensorFlow: the head is so small that Python's overhead between
+# steps was a third of fitting it. The steps and their order are the same, so are the weights.
+STEPS_PER_EXECUTION = 32
+
+
 def build_head(base: str, *, window: int, feature_shape: tuple[int, ...], n_outputs: int,
                norm_mean: np.ndarray, norm_var: np.ndarray) -> keras.Model:
     """The head of ``base``: ``[batch, window, *feature_shape]`` in, softmax over labels out."""
@@ -90,7 +95,7 @@ def build_head(base: str, *, window: int, feature_shape: tuple[int, ...], n_outp
     outputs = layers.Dense(n_outputs, activation="softmax", name="scores")(x)
     model = keras.Model(inputs, outputs)
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
+                  metrics=["accuracy"], steps_per_execution=STEPS_PER_EXECUTION)
     return model
 
 
