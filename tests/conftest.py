@@ -37,7 +37,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     cannot, ``-m "not device or browser"``, rather than every device test a second time.
     """
     for item in items:
-        if DEVICE_TESTS in Path(str(item.path)).parents:
+        if item.path.is_relative_to(DEVICE_TESTS):
             item.add_marker(pytest.mark.device)
         if "browser" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.browser)

@@ -405,6 +405,11 @@ def tts_folders(work: Path, which: list[str], words: tuple[str, ...]) -> list[Pa
     return out
 
 
+def negative_folders(args: argparse.Namespace, work: Path, bank: Path, words: tuple[str, ...]) -> str:
+    """$HARK_NEGATIVES of a keyword training: the bank speakers, ``--bank-extra`` and the ``--tts`` words."""
+    return os.pathsep.join(map(str, [bank, *args.bank_extra, *tts_folders(work, args.tts, words)]))
+
+
 def bench_keywords(args: argparse.Namespace, work: Path, sides: dict[str, Side], bank: Path) -> None:
     seeds = list(range(1, args.seeds + 1))
     for side_name in args.sides:
@@ -415,8 +420,7 @@ def bench_keywords(args: argparse.Namespace, work: Path, sides: dict[str, Side],
             if index not in args.sets:
                 continue
             stream = None if args.no_stream else build_stream(work, side, words, index, args.minutes)
-            os.environ["HARK_NEGATIVES"] = os.pathsep.join(map(str, [bank, *args.bank_extra,
-                                                                     *tts_folders(work, args.tts, words)]))
+            os.environ["HARK_NEGATIVES"] = negative_folders(args, work, bank, words)
             tests = {w: side.test_pool[w] for w in KEYWORDS}
             for seed in seeds:
                 clips = draw(side.train_pool, words, 8, seed)
@@ -556,8 +560,7 @@ def bench_review(args: argparse.Namespace, work: Path, sides: dict[str, Side], b
                 continue
             stream_a = build_stream(work, a, words, index, REVIEW_MINUTES)
             stream_b = build_stream(work, b, words, index, REVIEW_MINUTES)
-            os.environ["HARK_NEGATIVES"] = os.pathsep.join(map(str, [bank, *args.bank_extra,
-                                                                     *tts_folders(work, args.tts, words)]))
+            os.environ["HARK_NEGATIVES"] = negative_folders(args, work, bank, words)
             for seed in seeds:
                 clips = draw(a.train_pool, words, 8, seed)
                 name = f"{side_name}_{'-'.join(words)}_s{seed}"
