@@ -59,6 +59,8 @@ DEFAULT_CLIP_PADDING_SAMPLES = 8000
 DEFAULT_VERIFIER_END_S = 1.0
 DEFAULT_VERIFIER_RATIO = 1.0  # bundles before the ratio test: merely the nearest class
 SPEECH_CHECK_METHOD = "yamnet-speech"  # YAMNet's class 0, "Speech", in the audio before a detection
+YAMNET_CLASSES = 521  # the speech check's familiar scores: one per YAMNet class
+DEFAULT_SPEECH_CHECK_MARGIN = 0.2
 
 # Bounds of every number: wide enough for any model the trainer makes, narrow enough that
 # nothing derived from them (buffers, filter banks, loops) can exhaust a Pi's memory.
@@ -210,18 +212,25 @@ class VerifierSection:
 @dataclass(frozen=True)
 class SpeechCheckSection:
     """A word must be speech (:mod:`hark.speechcheck`): for a detection of one of ``classes`` (those
-    whose own clips are speech), YAMNet's "Speech" score in the ``lookback_s`` before it must reach
-    ``threshold``, or the detection is turned away."""
+    whose own clips are speech), a detection is turned away when YAMNet's "Speech" score in the
+    ``lookback_s`` before it stays under ``threshold`` and some other class scores more than ``margin``
+    above ``familiar`` (its highest over the user's background and clips; without ``familiar``, every
+    detection under ``threshold`` is turned away)."""
 
     file: str
     threshold: float
     lookback_s: float
     classes: tuple[str, ...]
     method: str = SPEECH_CHECK_METHOD
+    familiar: tuple[float, ...] | None = None  # one score per YAMNet class
+    margin: float = DEFAULT_SPEECH_CHECK_MARGIN
 
     def to_json(self) -> dict[str, Any]:
-        return {"method": self.method, "file": self.file, "threshold": self.threshold, "lookback_s": self.lookback_s,
-                "classes": list(self.classes)}
+        out = {"method": self.method, "file": self.file, "threshold": self.threshold, "lookback_s": self.lookback_s,
+               "classes": list(self.classes)}
+        if self.familiar is not None:
+            out |= {"margin": self.margin, "familiar": [round(float(x), 4) for x in self.familiar]}
+        return out
 
 
 @dataclass(frozen=True)
@@ -597,9 +606,18 @@ def _speech_check(reader: _Reader, files: Mapping[str, str], classes: Sequence[s
     for i, name in enumerate(checked):
         if name not in classes or checked.index(name) != i:
             raise sc.fail(f"classes[{i}]", f"{str(name)[:40]!r} is not a class of this model, or listed twice")
+    familiar = None
+    if sc.has("familiar"):
+        scores = sc.raw("familiar")
+        if not isinstance(scores, list) or len(scores) != YAMNET_CLASSES:
+            raise sc.fail("familiar", f"expected a list of {YAMNET_CLASSES} scores, one per YAMNet class")
+        familiar = tuple(_number(x, low=0.0, high=1.0, low_open=False,
+                                 fail=lambda p, i=i: sc.fail(f"familiar[{i}]", p)) for i, x in enumerate(scores))
     return SpeechCheckSection(file=name_of_file, method=SPEECH_CHECK_METHOD,
                               threshold=sc.number("threshold", low=0.0, high=1.0),
-                              lookback_s=sc.number("lookback_s", low=0.975, high=5.0), classes=tuple(checked))
+                              lookback_s=sc.number("lookback_s", low=0.975, high=5.0), classes=tuple(checked),
+                              familiar=familiar, margin=sc.number("margin", DEFAULT_SPEECH_CHECK_MARGIN,
+                                                                  low=0.0, high=1.0))
 
 
 def _hashes(reader: _Reader, key: str, *, default: Any = ...) -> dict[str, str]:

@@ -74,7 +74,8 @@ class Pipeline:
         self.verifier = Verifier(spec, hop_samples=self.frontend.hop_samples) if spec is not None else None
         check = model.manifest.speech_check if verify else None
         self.speech_check = SpeechCheck(model.bundle.files[check.file], threshold=check.threshold,
-                                        lookback_s=check.lookback_s) if check is not None else None
+                                        lookback_s=check.lookback_s, familiar=check.familiar,
+                                        margin=check.margin) if check is not None else None
         self.speech_classes = frozenset(check.classes) if check is not None else frozenset()
         confirm = self._confirm if self.verifier is not None or self.speech_check is not None else None
         self.detector = Detector(model.labels, self.settings, confirm=confirm)

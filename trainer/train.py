@@ -101,6 +101,22 @@ def spoken_classes(dataset: Dataset, yamnet: Path) -> list[str]:
     return spoken
 
 
+def speech_check_section(dataset: Dataset, yamnet: Path, speech_classes: Sequence[str], *, lookback_s: float,
+                         seed: int, progress: bool = False) -> SpeechCheckSection:
+    """The manifest's speech check for ``speech_classes``, with the sounds familiar in this dataset's home."""
+    from hark.speechcheck import SpeechCheck
+    from hark.trainer.familiar import familiar_sounds
+
+    check = SpeechCheck(yamnet, threshold=SPEECH_CHECK_THRESHOLD, lookback_s=lookback_s)
+    # A generator of its own: the heads are the same with the check and without it.
+    familiar = familiar_sounds(check, clips=[c.samples for label in dataset.labels for c in dataset.usable(label)],
+                               noises=[c.samples for c in dataset.background], rng=np.random.default_rng([seed, 1]),
+                               progress=progress)
+    return SpeechCheckSection(file=f"{BASE_DIR}/{SPEECH_CHECK_FILE}", threshold=SPEECH_CHECK_THRESHOLD,
+                              lookback_s=lookback_s, classes=tuple(speech_classes),
+                              familiar=tuple(float(x) for x in familiar))
+
+
 @dataclass
 class Split:
     """Windows and labels for fitting, and whole clips (as windows) for clip-level scoring."""
@@ -761,9 +777,11 @@ def _train(dataset: Dataset, output: Path, options: TrainOptions, *, base: str, 
                     callbacks=[bar.callback], verbose=0, shuffle=True)
         bar.close()
     head_bytes = H.export_tflite(model, window=recipe.window, feature_shape=fe.feature_shape)
+    span_s = round(F.span_samples(fe, recipe.window) / SAMPLE_RATE, 3)
+    speech_check = speech_check_section(dataset, base_files[SPEECH_CHECK_FILE], speech_classes, lookback_s=span_s,
+                                        seed=options.seed, progress=options.progress) if speech_classes else None
     output = Path(output)
     recall = {label: metrics["per_class"][label]["recall"] for label in labels[1:]}
-    span_s = round(F.span_samples(fe, recipe.window) / SAMPLE_RATE, 3)
     manifest = Manifest(
         name=output.name,
         created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -780,9 +798,9 @@ def _train(dataset: Dataset, output: Path, options: TrainOptions, *, base: str, 
         # validation clips: a stream's false-alarm budget would turn quiet clips into background.
         classify=ClassifySpec(thresholds=thresholds, expected_recall=recall),
         verifier=verifier.manifest_block() if verifier is not None else None,
-        # A word must be speech: looked for over what the head heard, the window before the detection.
-        speech_check=SpeechCheckSection(file=f"{BASE_DIR}/{SPEECH_CHECK_FILE}", threshold=SPEECH_CHECK_THRESHOLD,
-                                        lookback_s=span_s, classes=tuple(speech_classes)) if speech_classes else None,
+        # A word must be speech, or only the home's familiar sounds: looked for over what the head heard,
+        # the window before the detection.
+        speech_check=speech_check,
         # The pinned files the bundle's base came from (an int8 embedding: the float file it was made from).
         base_hashes={name: BASE_FILES[name].sha256 for name in BASES[base]},
         metrics={
