@@ -224,6 +224,15 @@ SPEECH_CHECK = {"method": "yamnet-speech", "file": "base/yamnet.tflite", "thresh
                 m.__setitem__("speech_check", {"method": "yamnet-speech", "file": "base/yamnet.tflite",
                                                "threshold": 2, "lookback_s": 2.0, "classes": ["beep"]})),
      "speech_check.threshold: 2 is out of range"),
+    (lambda m: (m["files"].__setitem__("base/yamnet.tflite", "0" * 64),
+                m.__setitem__("speech_check", {**SPEECH_CHECK, "familiar": [0.5] * 520})),
+     "speech_check.familiar: expected a list of 521 scores"),
+    (lambda m: (m["files"].__setitem__("base/yamnet.tflite", "0" * 64),
+                m.__setitem__("speech_check", {**SPEECH_CHECK, "familiar": [0.5] * 3 + ["loud"] + [0.5] * 517})),
+     "speech_check.familiar[3]: expected a number"),
+    (lambda m: (m["files"].__setitem__("base/yamnet.tflite", "0" * 64),
+                m.__setitem__("speech_check", {**SPEECH_CHECK, "familiar": [0.5] * 521, "margin": -0.1})),
+     "speech_check.margin: -0.1 is out of range"),
 ])
 def test_every_key_is_checked_and_named(bundle: Path, change: Callable[[dict[str, Any]], object],
                                         message: str) -> None:
@@ -284,6 +293,19 @@ def test_to_json_round_trips(tone_bundle: Path) -> None:
     manifest = load_bundle(tone_bundle).manifest
     again = parse_manifest(json.loads(json.dumps(manifest.to_json())))
     assert again == manifest
+
+
+def test_the_speech_checks_familiar_scores_round_trip(bundle: Path) -> None:
+    familiar = [round(i / 1000, 3) for i in range(521)]
+    edit(bundle, lambda m: (m["files"].__setitem__("base/yamnet.tflite", "0" * 64),
+                            m.__setitem__("speech_check", {**SPEECH_CHECK, "familiar": familiar, "margin": 0.3})))
+    manifest = read_manifest(bundle / "manifest.json")
+    check = manifest.speech_check
+    assert check is not None and check.familiar == tuple(familiar) and check.margin == 0.3
+    assert parse_manifest(json.loads(json.dumps(manifest.to_json()))) == manifest
+    # A check written without familiar scores turns away every detection without speech, as it always did.
+    edit(bundle, lambda m: m.__setitem__("speech_check", SPEECH_CHECK))
+    assert read_manifest(bundle / "manifest.json").speech_check.familiar is None  # type: ignore[union-attr]
 
 
 def test_detection_section_defaults_when_absent(bundle: Path) -> None:
