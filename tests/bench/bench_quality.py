@@ -427,10 +427,10 @@ def bench_keywords(args: argparse.Namespace, work: Path, sides: dict[str, Side],
                 model_path, took = train_model(work, f"{side_name}_{'-'.join(words)}_s{seed}", clips,
                                                side.background, base="speech", seed=seed,
                                                heads=args.heads)
-                acc = rule_accuracies(clip_scores(model_path, tests), words)
+                acc = {} if args.no_clips else rule_accuracies(clip_scores(model_path, tests), words)
                 trained = "kept" if np.isnan(took) else f"{took:4.0f} s"
                 line = (f"{side_name:6} {'+'.join(words):24} seed {seed}: train {trained}; clips "
-                        + ", ".join(f"{k} {v:.1%}" for k, v in acc.items()))
+                        + (", ".join(f"{k} {v:.1%}" for k, v in acc.items()) or "not scored"))
                 for k, v in acc.items():
                     clips_acc.setdefault(k, []).append(v)
                 if stream is not None:
@@ -441,7 +441,7 @@ def bench_keywords(args: argparse.Namespace, work: Path, sides: dict[str, Side],
                 print(line, flush=True)
                 for false in r.false_lines if stream is not None else []:
                     print(f"    false: {false}")
-        print(f"\n== {side_name.upper()}: {len(clips_acc.get('classify', [])) // len(seeds)} keyword sets x "
+        print(f"\n== {side_name.upper()}: {len(args.sets)} keyword sets x "
               f"{len(seeds)} seeds, 8 clips a keyword")
         for key, values in clips_acc.items():
             print(f"{side_name.upper()} KEYWORD CLIPS {key:<30} {pct(values)}  ({len(values)} trainings)")
@@ -644,6 +644,7 @@ def main() -> int:
                         metavar="DIR[,DIR]", help="keywords, review: folders of recordings added to the negative bank")
     parser.add_argument("--heads", type=int, default=1, help="heads averaged per training (hark train --heads)")
     parser.add_argument("--no-stream", action="store_true", help="keyword clips only")
+    parser.add_argument("--no-clips", action="store_true", help="streams only (the keyword clips take longer)")
     parser.add_argument("--embedding", choices=("float", "int8"), default="float",
                         help="the speech base's embedding to train with (keep the models apart with --tag)")
     parser.add_argument("--right-max", type=int, default=None, metavar="N",
