@@ -178,9 +178,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-negatives", action="store_true", help="do not add the generic negative bank")
     p.add_argument("--no-verifier", action="store_true",
                    help="no second opinion from the clips' templates before each detection")
-    p.add_argument("--speech-check", action="store_true",
-                   help="spoken classes fire only where YAMNet hears speech: fewer false alarms on barks and "
-                        "noise, but a keyword said in noise may be missed (docs/quality.md)")
+    p.add_argument("--speech-check", action=argparse.BooleanOptionalAction, default=True,
+                   help="a spoken class does not fire where YAMNet hears no speech but a sound your background "
+                        "recordings and clips never held, such as a dog or a clock (default: on; "
+                        "docs/quality.md)")
     p.add_argument("--heads", type=int, default=1, metavar="K",
                    help="train K heads from different starts and average them (1-5; fewer false alarms "
                         "on other speech, K times the training time; the device's cost barely changes)")

@@ -63,8 +63,10 @@ class SpeechCheck:
     The network is loaded when first needed."""
 
     def __init__(self, model_path: Path, *, threshold: float, lookback_s: float,
-                 familiar: Sequence[float] | None = None, margin: float = DEFAULT_SPEECH_CHECK_MARGIN) -> None:
+                 familiar: Sequence[float] | None = None, margin: float = DEFAULT_SPEECH_CHECK_MARGIN,
+                 xnnpack: bool = False) -> None:
         self.model_path = Path(model_path)
+        self.xnnpack = xnnpack  # the trainer's choice, which hears hundreds of pieces; the device saves memory
         self.threshold = float(threshold)
         self.lookback = int(round(lookback_s * SAMPLE_RATE))
         self.familiar = None if familiar is None else np.asarray(familiar, np.float32)
@@ -77,7 +79,7 @@ class SpeechCheck:
 
     def _load(self) -> Any:
         if self._net is None:
-            net = load_interpreter(self.model_path, xnnpack=False)
+            net = load_interpreter(self.model_path, xnnpack=self.xnnpack)
             net.resize_tensor_input(net.get_input_details()[0]["index"], [WINDOW])
             net.allocate_tensors()
             self._in = net.get_input_details()[0]["index"]

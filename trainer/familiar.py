@@ -26,31 +26,41 @@ from hark.trainer.features import in_noise, locate_event
 # Background pieces heard at most: spread over the recordings, enough to meet each of their sounds,
 # few enough that a long recording does not cost minutes (each piece is 4 runs of YAMNet).
 MAX_BACKGROUND_PIECES = 120
+# Clips heard a class, spread over its clips: 12 say what a class sounds like as well as 30 do.
+MAX_CLIPS_HEARD = 12
 DETECTED_AFTER = int(0.3 * SAMPLE_RATE)  # a detection comes about this long after the sound's end
+
+
+def spread(items: Sequence[np.ndarray], limit: int) -> list[np.ndarray]:
+    """At most ``limit`` of ``items``, evenly spread over them (all of them if there are no more)."""
+    if len(items) <= limit:
+        return list(items)
+    return [items[int(i)] for i in np.linspace(0, len(items) - 1, limit)]
+
+
+def heard(samples: np.ndarray) -> np.ndarray:
+    """A clip as the check hears it before a detection: up to a little after its sound's end."""
+    return samples[:min(len(samples), locate_event(samples)[1] + DETECTED_AFTER)]
 
 
 def background_pieces(noises: Sequence[np.ndarray], length: int, *,
                       limit: int = MAX_BACKGROUND_PIECES) -> list[np.ndarray]:
     """Pieces of ``length`` samples from the recordings, half overlapping, at most ``limit`` spread evenly."""
-    pieces = [noise[start:start + length] for noise in noises
-              for start in range(0, max(1, len(noise) - length + 1), max(1, length // 2))]
-    if len(pieces) > limit:
-        pieces = [pieces[int(i)] for i in np.linspace(0, len(pieces) - 1, limit)]
-    return pieces
+    return spread([noise[start:start + length] for noise in noises
+                   for start in range(0, max(1, len(noise) - length + 1), max(1, length // 2))], limit)
 
 
 def familiar_sounds(check: SpeechCheck, *, clips: Sequence[np.ndarray], noises: Sequence[np.ndarray],
                     rng: np.random.Generator, progress: bool = False) -> np.ndarray:
-    """Each YAMNet class's highest score over the background and the clips (as recorded and over the
-    background), heard as ``check`` hears the audio before a detection."""
+    """Each YAMNet class's highest score over the background and ``clips`` (as recorded and over the
+    background), heard as ``check`` hears the audio before a detection. The caller spreads the clips
+    (:func:`spread`): every piece costs 4 runs of YAMNet."""
     items: list[np.ndarray] = list(background_pieces(noises, check.lookback))
     for samples in clips:
-        event = locate_event(samples)
-        # Heard up to where a detection would be: a little after the sound's end, not the clip's.
-        heard = samples[:min(len(samples), event[1] + DETECTED_AFTER)]
-        items.append(heard)
+        clip = heard(samples)
+        items.append(clip)
         if noises:
-            items.append(in_noise(rng, heard, event, list(noises)))
+            items.append(in_noise(rng, clip, locate_event(clip), list(noises)))
     familiar = np.zeros(CLASSES, np.float32)
     for samples in tqdm(items, desc="familiar sounds", unit="piece", leave=False, disable=not progress):
         familiar = np.maximum(familiar, check.scores(samples))

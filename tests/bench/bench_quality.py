@@ -236,7 +236,7 @@ def draw(pool: dict[str, list[Path]], words: Iterable[str], per_class: int, seed
 
 EMBEDDING = "float"  # --embedding: the speech base's embedding every training here uses
 WHOLE_CAPTURES = False  # --whole-captures: retrain on reviewed captures without their detection times
-SPEECH_CHECK = False  # --speech-check: train with hark train --speech-check (keep the models apart with --tag)
+SPEECH_CHECK = True  # --no-speech-check: train with hark train --no-speech-check (keep the models apart with --tag)
 
 
 def train_model(work: Path, name: str, clips: dict[str, list[Path]], background: list[Path], *, base: str,
@@ -649,8 +649,9 @@ def main() -> int:
                         help="the speech base's embedding to train with (keep the models apart with --tag)")
     parser.add_argument("--right-max", type=int, default=None, metavar="N",
                         help="review: retrain on at most N right captures per class (all wrong ones are kept)")
-    parser.add_argument("--speech-check", action="store_true",
-                        help="train with hark train --speech-check (keep the models apart with --tag)")
+    parser.add_argument("--speech-check", action=argparse.BooleanOptionalAction, default=True,
+                        help="train with hark train's speech check, the default (--no-speech-check: without; "
+                             "keep the models apart with --tag)")
     parser.add_argument("--whole-captures", action="store_true",
                         help="review: retrain on whole captures, without where their detections fired")
     parser.add_argument("--workdir", type=Path, default=Path("build/bench/quality"))
