@@ -60,7 +60,7 @@ DEFAULT_VERIFIER_END_S = 1.0
 DEFAULT_VERIFIER_RATIO = 1.0  # bundles before the ratio test: merely the nearest class
 SPEECH_CHECK_METHOD = "yamnet-speech"  # YAMNet's class 0, "Speech", in the audio before a detection
 YAMNET_CLASSES = 521  # the speech check's familiar scores: one per YAMNet class
-DEFAULT_SPEECH_CHECK_MARGIN = 0.2
+DEFAULT_SPEECH_CHECK_MARGIN = 0.3
 
 # Bounds of every number: wide enough for any model the trainer makes, narrow enough that
 # nothing derived from them (buffers, filter banks, loops) can exhaust a Pi's memory.
