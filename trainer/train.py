@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -709,6 +710,15 @@ def _train(dataset: Dataset, output: Path, options: TrainOptions, *, base: str, 
     mean, var = flat.mean(axis=0), flat.var(axis=0) + 1e-6
     n = len(labels)
 
+    # The speech check's familiar sounds are heard by YAMNet on a thread while the heads are fitted: a
+    # small head leaves a core partly idle, and TFLite lets go of the GIL while it runs.
+    span_s = round(F.span_samples(fe, recipe.window) / SAMPLE_RATE, 3)
+    pool = ThreadPoolExecutor(1) if speech_classes else None
+    checking = pool.submit(speech_check_section, dataset, base_files[SPEECH_CHECK_FILE], speech_classes,
+                           lookback_s=span_s, seed=options.seed) if pool is not None else None
+    if pool is not None:
+        pool.shutdown(wait=False)  # the submitted work still runs; no more is taken
+
     # Each member fits the same windows from its own start: the stretches of other speech one fit
     # takes for a keyword depend on the run, so the mean of a few members keeps what they agree on.
     members: list[Member] = []
@@ -779,9 +789,7 @@ def _train(dataset: Dataset, output: Path, options: TrainOptions, *, base: str, 
                     callbacks=[bar.callback], verbose=0, shuffle=True)
         bar.close()
     head_bytes = H.export_tflite(model, window=recipe.window, feature_shape=fe.feature_shape)
-    span_s = round(F.span_samples(fe, recipe.window) / SAMPLE_RATE, 3)
-    speech_check = speech_check_section(dataset, base_files[SPEECH_CHECK_FILE], speech_classes, lookback_s=span_s,
-                                        seed=options.seed, progress=options.progress) if speech_classes else None
+    speech_check = checking.result() if checking is not None else None
     output = Path(output)
     recall = {label: metrics["per_class"][label]["recall"] for label in labels[1:]}
     manifest = Manifest(
