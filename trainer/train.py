@@ -111,7 +111,8 @@ def speech_check_section(dataset: Dataset, yamnet: Path, speech_classes: Sequenc
     from hark.trainer.familiar import MAX_CLIPS_HEARD, familiar_sounds, spread
 
     check = SpeechCheck(yamnet, threshold=SPEECH_CHECK_THRESHOLD, lookback_s=lookback_s, xnnpack=True)
-    clips = [c for label in dataset.labels for c in spread([c.samples for c in dataset.usable(label)], MAX_CLIPS_HEARD)]
+    clips = [samples for label in dataset.labels
+             for samples in spread([c.samples for c in dataset.usable(label)], MAX_CLIPS_HEARD)]
     # A generator of its own: the heads are the same with the check and without it.
     familiar = familiar_sounds(check, clips=clips, noises=[c.samples for c in dataset.background],
                                rng=np.random.default_rng([seed, 1]), progress=progress)
