@@ -27,7 +27,7 @@ core) at each candidate.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -87,18 +87,23 @@ class SpeechCheck:
             self._net = net
         return self._net
 
-    def scores(self, samples: np.ndarray) -> np.ndarray:
-        """Each class's highest score over windows of ``samples`` (its last ``lookback_s``, brought to
-        ``LEVEL``), the last window ending at its end; a short input is padded with silence before it."""
+    def _windows(self, samples: np.ndarray) -> Iterator[np.ndarray]:
+        """YAMNet's scores of each window of ``samples`` (its last ``lookback_s``, brought to ``LEVEL``),
+        the latest first, the last window ending at its end; a short input is padded with silence."""
         x = leveled(np.asarray(samples, dtype=np.float32)[-self.lookback:])
         if len(x) < WINDOW:
             x = np.concatenate([np.zeros(WINDOW - len(x), np.float32), x])
         net = self._load()
-        best = np.zeros(CLASSES, np.float32)
         for end in range(len(x), WINDOW - 1, -HOP):
             net.set_tensor(self._in, x[end - WINDOW:end])
             net.invoke()
-            best = np.maximum(best, net.get_tensor(self._out).reshape(-1, CLASSES).max(axis=0))
+            yield net.get_tensor(self._out).reshape(-1, CLASSES).max(axis=0)
+
+    def scores(self, samples: np.ndarray) -> np.ndarray:
+        """Each class's highest score over the windows of ``samples`` (:meth:`_windows`)."""
+        best = np.zeros(CLASSES, np.float32)
+        for window in self._windows(samples):
+            best = np.maximum(best, window)
         return best
 
     def score(self, samples: np.ndarray) -> float:
@@ -117,9 +122,13 @@ class SpeechCheck:
         """Whether ``samples`` (the audio up to a candidate detection) hold speech or only the home's
         familiar sounds."""
         self.runs += 1
-        heard = self.scores(samples)
-        if heard[SPEECH] >= self.threshold:
-            return True
+        heard = np.zeros(CLASSES, np.float32)
+        for window in self._windows(samples):
+            # Speech in any window is enough: a real word, heard first in the window that ends at the
+            # detection, costs one run of YAMNet instead of four.
+            if window[SPEECH] >= self.threshold:
+                return True
+            heard = np.maximum(heard, window)
         top, excess = self.unfamiliar(heard)
         if excess <= self.margin:
             return True
