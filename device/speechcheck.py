@@ -77,6 +77,7 @@ class SpeechCheck:
         self._net: Any = None
         self.runs = 0  # candidates checked, for tests and benchmarks
         self.turned_away = 0
+        self.windows = 0  # runs of YAMNet
 
     def _load(self) -> Any:
         if self._net is None:
@@ -98,6 +99,7 @@ class SpeechCheck:
         for end in range(len(x), WINDOW - 1, -HOP):
             net.set_tensor(self._in, x[end - WINDOW:end])
             net.invoke()
+            self.windows += 1
             yield net.get_tensor(self._out).reshape(-1, CLASSES).max(axis=0)
 
     def scores(self, samples: np.ndarray) -> np.ndarray:

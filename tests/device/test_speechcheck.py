@@ -43,6 +43,17 @@ def test_speech_passes_and_a_tone_or_noise_does_not(yamnet: Path, shared_dir: Pa
     assert check.score(spoken[: SR // 2]) >= 0.0  # shorter than a window: padded, not refused
 
 
+def test_a_word_costs_one_run_of_yamnet_and_a_sound_without_speech_four(yamnet: Path, shared_dir: Path) -> None:
+    """The check stops at the first window that holds speech, the latest first: a real word, which
+    ends just before its detection, is heard once; a tone is heard over the whole look-back."""
+    spoken = read_audio(find_audio([shared_dir / "data" / "real" / "speech"])[0])[: 2 * SR]
+    tone = (0.3 * np.sin(2 * np.pi * 1000 * np.arange(2 * SR) / SR)).astype(np.float32)
+    check = SpeechCheck(yamnet, threshold=0.1, lookback_s=2.0, familiar=np.ones(CLASSES))
+    assert check.passes(spoken) and check.windows == 1
+    assert check.passes(tone) and check.windows == 1 + 4  # familiar everywhere: passes, after all four
+    assert check.scores(spoken)[SPEECH] > 0.5 and check.windows == 1 + 4 + 4  # scores hears them all
+
+
 def test_a_word_said_softly_is_still_speech(yamnet: Path, shared_dir: Path) -> None:
     """YAMNet takes quiet audio for "Silence"; the check hears it at one level."""
     check = SpeechCheck(yamnet, threshold=0.1, lookback_s=2.0)
