@@ -88,16 +88,23 @@ SPEECH_CHECK_LOOKBACK_S = 2.0  # a clip is heard over as long as the check looks
 SPEECH_CLASS_SHARE = 0.9
 
 
+def clips_to_hear(dataset: Dataset, label: str) -> list[np.ndarray]:
+    """The clips of ``label`` the speech check's measures hear: at most ``MAX_CLIPS_HEARD``, spread."""
+    from hark.trainer.familiar import MAX_CLIPS_HEARD, spread
+
+    return spread([c.samples for c in dataset.usable(label)], MAX_CLIPS_HEARD)
+
+
 def spoken_classes(dataset: Dataset, yamnet: Path) -> list[str]:
     """The classes whose clips are speech by the speech check's own measure (``SPEECH_CLASS_SHARE`` of
     them reach ``SPEECH_CHECK_THRESHOLD``): only their detections are checked for speech."""
     from hark.speechcheck import SpeechCheck
-    from hark.trainer.familiar import MAX_CLIPS_HEARD, heard, spread
+    from hark.trainer.familiar import heard
 
     check = SpeechCheck(yamnet, threshold=SPEECH_CHECK_THRESHOLD, lookback_s=SPEECH_CHECK_LOOKBACK_S, xnnpack=True)
     spoken = []
     for label in dataset.labels:
-        clips = spread([c.samples for c in dataset.usable(label)], MAX_CLIPS_HEARD)
+        clips = clips_to_hear(dataset, label)
         passed = sum(check.score(heard(c)) >= SPEECH_CHECK_THRESHOLD for c in clips)
         if clips and passed >= SPEECH_CLASS_SHARE * len(clips):
             spoken.append(label)
@@ -108,11 +115,10 @@ def speech_check_section(dataset: Dataset, yamnet: Path, speech_classes: Sequenc
                          seed: int, progress: bool = False) -> SpeechCheckSection:
     """The manifest's speech check for ``speech_classes``, with the sounds familiar in this dataset's home."""
     from hark.speechcheck import SpeechCheck
-    from hark.trainer.familiar import MAX_CLIPS_HEARD, familiar_sounds, spread
+    from hark.trainer.familiar import familiar_sounds
 
     check = SpeechCheck(yamnet, threshold=SPEECH_CHECK_THRESHOLD, lookback_s=lookback_s, xnnpack=True)
-    clips = [samples for label in dataset.labels
-             for samples in spread([c.samples for c in dataset.usable(label)], MAX_CLIPS_HEARD)]
+    clips = [samples for label in dataset.labels for samples in clips_to_hear(dataset, label)]
     # A generator of its own: the heads are the same with the check and without it.
     familiar = familiar_sounds(check, clips=clips, noises=[c.samples for c in dataset.background],
                                rng=np.random.default_rng([seed, 1]), progress=progress)
@@ -714,11 +720,10 @@ def _train(dataset: Dataset, output: Path, options: TrainOptions, *, base: str, 
     # The speech check's familiar sounds are heard by YAMNet on a thread while the heads are fitted: a
     # small head leaves a core partly idle, and TFLite lets go of the GIL while it runs.
     span_s = round(F.span_samples(fe, recipe.window) / SAMPLE_RATE, 3)
-    pool = ThreadPoolExecutor(1) if speech_classes else None
+    pool = ThreadPoolExecutor(1)  # its thread starts with the first task, if there is one
     checking = pool.submit(speech_check_section, dataset, base_files[SPEECH_CHECK_FILE], speech_classes,
-                           lookback_s=span_s, seed=options.seed) if pool is not None else None
-    if pool is not None:
-        pool.shutdown(wait=False)  # the submitted work still runs; no more is taken
+                           lookback_s=span_s, seed=options.seed) if speech_classes else None
+    pool.shutdown(wait=False)  # the submitted work still runs; no more is taken
 
     # Each member fits the same windows from its own start: the stretches of other speech one fit
     # takes for a keyword depend on the run, so the mean of a few members keeps what they agree on.

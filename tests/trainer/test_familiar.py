@@ -13,7 +13,7 @@ from hark.audiofile import read_audio
 from hark.dataset import check_dataset
 from hark.speechcheck import CLASSES, SpeechCheck
 from hark.trainer.familiar import MAX_BACKGROUND_PIECES, background_pieces, familiar_sounds
-from tests.fixtures.synth import SR, write_dataset
+from tests.fixtures.synth import SR, link_class, write_dataset
 
 
 @pytest.fixture(scope="module")
@@ -56,9 +56,7 @@ def test_the_trainer_writes_the_familiar_scores_of_clips_and_background_not_unkn
 
     data = write_dataset(tmp_path / "data", per_class=8, background_s=6.0)
     barks = sorted((shared_dir / "data" / "real" / "esc10" / "dog_bark").glob("*.flac"))[:3]
-    (data / "_unknown_").mkdir()
-    for clip in barks:
-        (data / "_unknown_" / clip.name).symlink_to(clip)
+    link_class(data, "_unknown_", barks)
     dataset = check_dataset(data, warn=lambda m: None)
     section = speech_check_section(dataset, yamnet, ["beep"], lookback_s=2.0, seed=0)
     assert section.classes == ("beep",) and section.familiar is not None and len(section.familiar) == CLASSES

@@ -14,7 +14,7 @@ from hark.labels import BACKGROUND
 from hark.model import Model
 from hark.trainer import features as F
 from hark.trainer.train import WARMUP_EPOCHS, build_examples, choose_thresholds, decide, warmup_epochs
-from tests.fixtures.synth import SR, beep, noise, write_dataset
+from tests.fixtures.synth import SR, beep, link_class, noise, write_dataset
 
 
 def test_locate_event_finds_the_sound() -> None:
@@ -112,9 +112,7 @@ def test_the_speech_check_is_for_the_classes_whose_clips_are_speech(tmp_path: Pa
 
     data = write_dataset(tmp_path / "data", per_class=8, background_s=10.0)
     words = sorted((shared_dir / "data" / "real" / "keywords" / "jarvis").glob("*.flac"))[:8]
-    (data / "jarvis").mkdir()
-    for clip in words:
-        (data / "jarvis" / clip.name).symlink_to(clip)
+    link_class(data, "jarvis", words)
     dataset = check_dataset(data, warn=lambda m: None)
     assert dataset.labels == ["beep", "chirp", "jarvis"]
     assert spoken_classes(dataset, shared_dir / "models" / "yamnet.tflite") == ["jarvis"]
